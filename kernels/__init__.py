@@ -1,0 +1,1 @@
+"""Kernels: Triton versions and PyTorch references (see kernels/dispatch.py)."""

@@ -1,0 +1,1 @@
+"""rftt package (filled by later issues)."""

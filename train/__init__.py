@@ -1,0 +1,1 @@
+"""train package (filled by later issues)."""
