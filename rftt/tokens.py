@@ -35,3 +35,14 @@ FUNCTIONAL_TOKENS: tuple[str, ...] = tuple(
 )
 OPEN_TAGS: tuple[str, ...] = tuple(open_tag(f) for f in FUNCTIONS)
 CLOSE_TAGS: tuple[str, ...] = tuple(close_tag(f) for f in FUNCTIONS)
+
+
+def add_functional_tokens(model, tokenizer) -> list[int]:
+    """Adds the 16 functional tokens to a loaded model and its tokenizer; returns their ids.
+
+    Each new embedding row starts as the mean of the rows of the text it spells (see
+    model/vocab.py). Idempotent: a model that already has them is left unchanged.
+    """
+    from model.vocab import add_tokens_with_mean_init
+
+    return add_tokens_with_mean_init(model, tokenizer, list(FUNCTIONAL_TOKENS))

@@ -1,0 +1,67 @@
+"""Loading a checkpoint directory (or the embedded default) and writing one back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+from .embedded import EMBEDDED_NAME, embedded_model_dir
+from .tokenizer import Tokenizer
+from .transformer import Transformer
+from .weights import load_weights, save_weights
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    if str(name_or_path) == EMBEDDED_NAME:
+        return embedded_model_dir()
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path}: not a model directory (give a Hugging Face directory or '{EMBEDDED_NAME}')"
+        )
+    return path
+
+
+def build_model(config: ModelConfig, dtype: torch.dtype = torch.float32, device="cpu") -> Transformer:
+    """A model with uninitialised weights, allocated once, directly on `device` in `dtype`."""
+    with torch.device("meta"):
+        model = Transformer(config)
+    model = model.to(dtype).to_empty(device=device)
+    model.tie_weights()  # to_empty gives the two tied modules separate storage; share again
+    model.reset_rope()
+    return model
+
+
+def load_model(
+    name_or_path: str | Path = EMBEDDED_NAME, dtype: torch.dtype = torch.float32, device="cpu"
+) -> tuple[Transformer, Tokenizer]:
+    """Loads a Hugging Face directory or the embedded default; returns (model, tokenizer)."""
+    directory = resolve_model_dir(name_or_path)
+    config = ModelConfig.from_file(directory / "config.json")
+    model = build_model(config, dtype, device)
+    load_weights(model, directory)
+    model.eval()
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    tokenizer = Tokenizer.from_dir(directory, eos_token_id=eos)
+    return model, tokenizer
+
+
+def save_pretrained(model: Transformer, tokenizer: Tokenizer, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Writes config, weights and tokenizer so transformers and `load_model` both read them."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    dtype = dtype or model.embed_tokens.weight.dtype
+    config = model.config
+    if config.eos_token_id is None and tokenizer.eos_token_id is not None:
+        config.eos_token_id = tokenizer.eos_token_id
+    (path / "config.json").write_text(json.dumps(config.to_hf_dict(_DTYPE_NAMES[dtype]), indent=2))
+    save_weights(model, path, dtype)
+    tokenizer.save(path)
+    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id}
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
+    return path

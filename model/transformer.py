@@ -1,0 +1,69 @@
+"""The decoder: token embedding, N pre-norm blocks, final norm, LM head.
+
+``model(tokens)`` is the training path: a full causal pass with autograd, logits for
+every position. ``model.hidden_states(tokens)`` stops before the LM head, so a fused
+log-prob kernel can project and reduce the vocabulary chunk by chunk instead of holding
+``[tokens, vocab]`` fp32 logits (the largest tensor in RL training at 150k vocabularies).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kernels.rope_freqs import rope_inv_freq
+
+from .config import ModelConfig
+from .layers import Block, RMSNorm, rope_cos_sin
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.tie_weights()
+        # Not a weight: derived from the config, so it is never saved and is rebuilt
+        # (on the right device) whenever the model is materialised.
+        self.register_buffer("inv_freq", self._inv_freq(), persistent=False)
+
+    def _inv_freq(self) -> torch.Tensor:
+        c = self.config
+        return rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling)
+
+    def reset_rope(self) -> None:
+        """Recomputes the RoPE table (after the model was built on the meta device)."""
+        self.inv_freq = self._inv_freq().to(self.embed_tokens.weight.device)
+
+    def tie_weights(self) -> None:
+        """SmolLM2 and small Qwens share the embedding with the LM head."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        """[vocab, hidden]: what the fused log-prob kernel multiplies hidden states by."""
+        return self.lm_head.weight
+
+    def hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: int64[B, T] -> final normed hidden states [B, T, hidden]."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be [batch, time], got shape {tuple(tokens.shape)}")
+        B, T = tokens.shape
+        if positions is None:
+            positions = torch.arange(T, device=tokens.device)[None]  # [1, T]
+        x = self.embed_tokens(tokens)  # [B, T, H]
+        cos, sin = rope_cos_sin(positions, self.inv_freq, x.dtype)  # [1 or B, T, D]
+        for block in self.layers:
+            x = block(x, cos, sin)
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: int64[B, T] -> logits [B, T, vocab] (causal; autograd on)."""
+        return self.lm_head(self.hidden_states(tokens, positions))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
