@@ -85,3 +85,19 @@ def test_training_path_has_gradients(checkpoint):
     grads = [p.grad for p in ours.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert ours.embed_tokens.weight.grad.abs().sum() > 0
+
+
+def test_large_export_is_sharded_and_loads(checkpoint, tmp_path, monkeypatch):
+    import model.weights as weights
+
+    _, path, _ = checkpoint
+    ours, tok = load_model(path)
+    monkeypatch.setattr(weights, "MAX_SHARD_BYTES", 20_000)  # force several shards
+    out = save_pretrained(ours, tok, tmp_path / "sharded")
+    assert (out / "model.safetensors.index.json").is_file() and len(list(out.glob("model-*.safetensors"))) > 2
+    tokens = _tokens(7)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref = ours(tokens)
+        torch.testing.assert_close(load_model(out)[0](tokens), ref, rtol=0, atol=0)
+        assert relative_error(hf(tokens).logits, ref) <= 1e-5
