@@ -1,0 +1,245 @@
+"""PyTorch references of the paged attention kernels: the oracle and the CPU path.
+
+The KV cache is a pool per layer, `k_pool, v_pool: [num_slots, Hkv, D]`. A sequence is a
+list of slots in CSR form: sequence b owns `kv_indices[kv_indptr[b]:kv_indptr[b+1]]`
+(page size 1, so two branches of a search tree can share any prefix of slots and fork at
+any token). Queries have `Hq` heads, a multiple of `Hkv`; query head h reads KV head
+`h // (Hq // Hkv)` (grouped-query attention, GQA).
+
+Everything here is written to be obviously right rather than fast: loop over sequences,
+gather the slots, expand the KV heads to the query heads, softmax in fp32. The Triton
+kernels (decode_attention.py, extend_attention.py, cascade_attention.py) are tested
+against these functions, and these functions are tested against torch's dense
+`scaled_dot_product_attention` on gathered tensors.
+
+A *partial* attention result is a pair (o, lse): `o` the softmax-weighted average of V over
+a subset of the keys and `lse = log(sum(exp(scores)))` over that subset (natural log,
+scores already multiplied by sm_scale). Partials over disjoint key sets merge exactly:
+`o = sum_i exp(lse_i - lse) * o_i` with `lse = logsumexp_i(lse_i)`. Flash-decoding's
+split-KV and the cascade (shared-prefix) kernel both rest on this identity. An empty key
+set gives `o = 0, lse = -inf` and drops out of the merge; a query with no keys at all gets
+an output of zeros.
+
+The input checks live here too, because they state the contract that both versions of
+every kernel share; the public entry points call them once before dispatching.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_index_tensor(name: str, t: torch.Tensor, device: torch.device) -> None:
+    """Index tensors are 1-D int32 on the same device as the data they index."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != torch.int32:
+        raise TypeError(f"{name} must be int32, got {t.dtype}")
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device}, expected {device} (the device of q)")
+
+
+def check_kv_pools(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> int:
+    """Checks q against the pools and returns the GQA group size Hq // Hkv."""
+    if q.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"q must be float32, float16 or bfloat16, got {q.dtype}")
+    for name, pool in (("k_pool", k_pool), ("v_pool", v_pool)):
+        if pool.dim() != 3:
+            raise ValueError(f"{name} must be [num_slots, Hkv, D], got shape {tuple(pool.shape)}")
+        if pool.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {pool.dtype}, q has {q.dtype}: they must match")
+        if pool.device != q.device:
+            raise ValueError(f"{name} is on {pool.device}, q on {q.device}")
+        if pool.stride(-1) != 1:
+            raise ValueError(f"{name} must be contiguous in its last (head_dim) dimension")
+    if k_pool.shape != v_pool.shape:
+        raise ValueError(f"k_pool {tuple(k_pool.shape)} and v_pool {tuple(v_pool.shape)} differ")
+    num_q_heads, head_dim = q.shape[-2], q.shape[-1]
+    num_kv_heads = k_pool.shape[1]
+    if k_pool.shape[2] != head_dim:
+        raise ValueError(f"k_pool head_dim {k_pool.shape[2]} != q head_dim {head_dim}")
+    if num_q_heads % num_kv_heads != 0:
+        raise ValueError(
+            f"q has {num_q_heads} heads, not a multiple of the {num_kv_heads} KV heads of k_pool"
+        )
+    if q.stride(-1) != 1:
+        raise ValueError("q must be contiguous in its last (head_dim) dimension")
+    return num_q_heads // num_kv_heads
+
+
+def check_csr(name_indptr: str, indptr: torch.Tensor, name_indices: str,
+              indices: torch.Tensor, num_rows: int, device: torch.device) -> None:
+    """A CSR pair: indptr has num_rows + 1 entries; indices is int32 (values unchecked,
+    checking them would need a device-to-host copy on every call)."""
+    check_index_tensor(name_indptr, indptr, device)
+    check_index_tensor(name_indices, indices, device)
+    if indptr.numel() != num_rows + 1:
+        raise ValueError(
+            f"{name_indptr} must have {num_rows + 1} entries (one per sequence, plus one), "
+            f"got {indptr.numel()}"
+        )
+
+
+def check_decode_inputs(q, k_pool, v_pool, kv_indptr, kv_indices) -> int:
+    """Checks the arguments of tree_decode_attention; returns the GQA group size."""
+    if q.dim() != 3:
+        raise ValueError(f"q must be [B, Hq, D] (one new token per sequence), got {tuple(q.shape)}")
+    group = check_kv_pools(q, k_pool, v_pool)
+    check_csr("kv_indptr", kv_indptr, "kv_indices", kv_indices, q.shape[0], q.device)
+    return group
+
+
+def check_extend_inputs(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices) -> int:
+    """Checks the arguments of extend_attention; returns the GQA group size."""
+    if q.dim() != 3:
+        raise ValueError(f"q must be [Nq, Hq, D] (the new tokens of all sequences), got {tuple(q.shape)}")
+    group = check_kv_pools(q, k_pool, v_pool)
+    expected = (q.shape[0], k_pool.shape[1], q.shape[2])
+    for name, t in (("k", k), ("v", v)):
+        if tuple(t.shape) != expected:
+            raise ValueError(f"{name} must be [Nq, Hkv, D] = {list(expected)}, got {tuple(t.shape)}")
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype}, q has {q.dtype}: they must match")
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device}, q on {q.device}")
+        if t.stride(-1) != 1:
+            raise ValueError(f"{name} must be contiguous in its last (head_dim) dimension")
+    check_index_tensor("qo_indptr", qo_indptr, q.device)
+    num_seqs = qo_indptr.numel() - 1
+    if num_seqs < 0:
+        raise ValueError("qo_indptr must have at least one entry (B + 1 in all)")
+    check_csr("kv_indptr", kv_indptr, "kv_indices", kv_indices, num_seqs, q.device)
+    return group
+
+
+def default_sm_scale(head_dim: int, sm_scale: float | None) -> float:
+    return 1.0 / math.sqrt(head_dim) if sm_scale is None else float(sm_scale)
+
+
+# ------------------------------------------------------------------------ references
+
+
+def attention_partial_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                sm_scale: float, mask: torch.Tensor | None = None):
+    """Attention of query rows over one set of keys, as a mergeable partial.
+
+    q: [M, Hq, D]; k, v: [L, Hkv, D]; mask: optional bool [M, L] (True = may attend).
+    Returns o: [M, Hq, D] fp32 and lse: [M, Hq] fp32 (natural log). Rows with no key
+    to attend to get o = 0 and lse = -inf.
+    """
+    group = q.shape[1] // k.shape[1]
+    qf = q.float()
+    kf = k.float().repeat_interleave(group, dim=1)  # [L, Hq, D]
+    vf = v.float().repeat_interleave(group, dim=1)
+    scores = torch.einsum("mhd,lhd->mhl", qf, kf) * sm_scale  # [M, Hq, L]
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)  # [M, Hq]; -inf for rows with no key
+    finite = torch.isfinite(lse)
+    probs = torch.exp(scores - torch.where(finite, lse, 0.0)[..., None])  # exp(-inf) = 0
+    o = torch.einsum("mhl,lhd->mhd", probs, vf)
+    return o, lse
+
+
+def merge_attention_partials_reference(o_part: torch.Tensor, lse_part: torch.Tensor,
+                                       part_indptr: torch.Tensor) -> torch.Tensor:
+    """Merges partials by log-sum-exp. o_part: [P, Hq, D]; lse_part: [P, Hq] (natural
+    log); query b owns partials part_indptr[b]:part_indptr[b+1]. Returns fp32 [B, Hq, D]."""
+    num_queries = part_indptr.numel() - 1
+    out = torch.zeros(num_queries, *o_part.shape[1:], dtype=torch.float32, device=o_part.device)
+    bounds = part_indptr.tolist()
+    for b in range(num_queries):
+        lse = lse_part[bounds[b]:bounds[b + 1]].float()  # [p, Hq]
+        if lse.numel() == 0:
+            continue
+        total = torch.logsumexp(lse, dim=0)  # [Hq]
+        weights = torch.exp(lse - torch.where(torch.isfinite(total), total, 0.0))  # [p, Hq]
+        out[b] = (weights[..., None] * o_part[bounds[b]:bounds[b + 1]].float()).sum(0)
+    return out
+
+
+def tree_decode_attention_reference(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None,
+                                    *, num_kv_splits=None):
+    """One new token per sequence attends to all of its slots (its own included).
+
+    q: [B, Hq, D]; k_pool, v_pool: [num_slots, Hkv, D]; kv_indptr: int32 [B+1];
+    kv_indices: int32 [nnz]. Returns o: [B, Hq, D] in q's dtype.
+    `num_kv_splits` is accepted for signature parity with the Triton version and ignored.
+    """
+    check_decode_inputs(q, k_pool, v_pool, kv_indptr, kv_indices)
+    scale = default_sm_scale(q.shape[-1], sm_scale)
+    out = torch.empty_like(q)
+    bounds = kv_indptr.tolist()
+    for b in range(q.shape[0]):
+        slots = kv_indices[bounds[b]:bounds[b + 1]].long()
+        o, _ = attention_partial_reference(q[b:b + 1], k_pool[slots], v_pool[slots], scale)
+        out[b] = o[0].to(q.dtype)
+    return out
+
+
+def extend_attention_reference(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices,
+                               sm_scale=None, *, max_extend_len=None):
+    """New tokens of each sequence attend to its cached slots and causally to each other.
+
+    q: [Nq, Hq, D]; k, v: [Nq, Hkv, D] (the new tokens' own K/V, not yet read from the
+    pool); sequence b's new tokens are rows qo_indptr[b]:qo_indptr[b+1]; its cached slots
+    are kv_indices[kv_indptr[b]:kv_indptr[b+1]] (possibly none). New token i sees every
+    cached slot and new tokens 0..i. Returns o: [Nq, Hq, D] in q's dtype.
+    `max_extend_len` is accepted for signature parity with the Triton version and ignored.
+    """
+    check_extend_inputs(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices)
+    scale = default_sm_scale(q.shape[-1], sm_scale)
+    out = torch.empty_like(q)
+    qo, kv = qo_indptr.tolist(), kv_indptr.tolist()
+    for b in range(len(qo) - 1):
+        rows = slice(qo[b], qo[b + 1])
+        slots = kv_indices[kv[b]:kv[b + 1]].long()
+        num_new, num_cached = qo[b + 1] - qo[b], slots.numel()
+        keys = torch.cat([k_pool[slots], k[rows]])  # [num_cached + num_new, Hkv, D]
+        values = torch.cat([v_pool[slots], v[rows]])
+        col = torch.arange(num_cached + num_new, device=q.device)
+        row = torch.arange(num_new, device=q.device)
+        mask = (col[None, :] < num_cached) | (col[None, :] - num_cached <= row[:, None])
+        o, _ = attention_partial_reference(q[rows], keys, values, scale, mask)
+        out[rows] = o.to(q.dtype)
+    return out
+
+
+def cascade_decode_attention_reference(q, k_pool, v_pool, meta, sm_scale=None, *,
+                                       chunk_tokens=None):
+    """Shared-prefix attention, the slow way: one partial per (node, query) pair, merged.
+
+    q: [B, Hq, D]; meta: a CascadeMetadata (kernels/cascade_metadata.py). Each node's KV
+    is gathered once and attended by all the queries that pass through the node; each
+    query's partials are then merged by log-sum-exp. Equals tree_decode_attention on the
+    branches the metadata describes. `chunk_tokens` is ignored (Triton-only knob).
+    """
+    check_kv_pools(q, k_pool, v_pool)
+    scale = default_sm_scale(q.shape[-1], sm_scale)
+    kv_ptr, q_ptr = meta.node_kv_indptr.tolist(), meta.node_q_indptr.tolist()
+    partials: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(q.shape[0])]
+    for n in range(len(kv_ptr) - 1):
+        slots = meta.node_kv_indices[kv_ptr[n]:kv_ptr[n + 1]].long()
+        rows = meta.node_q_indices[q_ptr[n]:q_ptr[n + 1]].long()
+        o, lse = attention_partial_reference(q[rows], k_pool[slots], v_pool[slots], scale)
+        for j, row in enumerate(rows.tolist()):
+            partials[row].append((o[j], lse[j]))
+    o_part, lse_part, counts = [], [], [0]
+    for parts in partials:
+        o_part += [o for o, _ in parts]
+        lse_part += [lse for _, lse in parts]
+        counts.append(counts[-1] + len(parts))
+    if not o_part:
+        return torch.zeros_like(q)
+    merged = merge_attention_partials_reference(torch.stack(o_part), torch.stack(lse_part),
+                                                torch.tensor(counts))
+    return merged.to(q.dtype)
