@@ -41,13 +41,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import use_triton
-from .ops_reference import (
-    DEFAULT_CHUNK_BUDGET_BYTES,
-    ChunkedLinearLogprobs,
-    check_logprobs_inputs,
-    chunk_rows_for_budget,
-    fused_logprobs_reference,
-)
+from .ops_reference import ChunkedLinearLogprobs, check_logprobs_inputs, fused_logprobs_reference, resolve_chunk_rows
 
 _MAX_BLOCK_V = 4096  # 16 logits per thread at 8 warps: a long vectorised stream per row
 
@@ -151,14 +145,14 @@ def fused_logprobs(
 
     hidden: [N, H]; weight: [V, H] (the LM head); targets: int64[N]. Differentiable with
     respect to hidden and weight through both outputs. `chunk_rows` (tokens per chunk)
-    defaults to what fits DEFAULT_CHUNK_BUDGET_BYTES of logits. Triton on CUDA, the
+    defaults to what fits ops_reference.DEFAULT_CHUNK_BUDGET_BYTES. Triton on CUDA, the
     chunked PyTorch path elsewhere (see kernels/dispatch.py).
     """
     if not use_triton(hidden):
         return fused_logprobs_reference(hidden, weight, targets, temperature, chunk_rows=chunk_rows)
     check_logprobs_inputs(hidden, weight, targets, temperature)
-    if chunk_rows is None:  # the chunk is the model-dtype logits, overwritten in place by its gradient
-        chunk_rows = chunk_rows_for_budget(hidden.shape[0], weight.shape[0], hidden.element_size(), DEFAULT_CHUNK_BUDGET_BYTES)
+    # A chunk is just its model-dtype logits: the kernels work in place.
+    chunk_rows = resolve_chunk_rows(chunk_rows, hidden.shape[0], weight.shape[0], hidden.element_size())
     return ChunkedLinearLogprobs.apply(
-        hidden, weight, targets, float(temperature), chunk_rows, chunk_stats_triton, chunk_grad_triton
+        hidden, weight, targets.contiguous(), float(temperature), chunk_rows, chunk_stats_triton, chunk_grad_triton
     )

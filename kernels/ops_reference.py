@@ -7,12 +7,17 @@ read, but they are also used for real work on CPU (PPO on a laptop), hence the c
 log-prob path below instead of only the naive one.
 
 All arithmetic that can lose precision (sums of squares, rotation angles, softmax) is done
-in fp32 whatever the input dtype; outputs come back in the input's dtype.
+in fp32 whatever the input dtype (fp64 inputs stay fp64, which lets gradcheck test the
+differentiable references); outputs come back in the input's dtype.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 # --------------------------------------------------------------------------- KV store
@@ -59,7 +64,7 @@ def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tor
     round identically); the result is returned in x's dtype. Differentiable.
     """
     check_rms_norm_inputs(x, weight)
-    x32 = x.float()
+    x32 = _at_least_fp32(x)
     normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return (weight * normed.to(x.dtype)).to(x.dtype)
 
@@ -99,7 +104,7 @@ def apply_rope_reference(q, k, positions, inv_freq):
     cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]  # [N, 1, D/2]: shared by all heads
 
     def rotate(x):
-        x1, x2 = x.float().chunk(2, dim=-1)  # [N, H, D/2] each
+        x1, x2 = _at_least_fp32(x).chunk(2, dim=-1)  # [N, H, D/2] each
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
 
     return rotate(q), rotate(k)
@@ -180,9 +185,14 @@ _REFERENCE_BYTES_PER_LOGIT = 12
 DEFAULT_CHUNK_BUDGET_BYTES = 256 * 2**20
 
 
-def chunk_rows_for_budget(n_tokens: int, vocab: int, bytes_per_logit: int, budget_bytes: int) -> int:
-    """How many tokens per chunk keep one chunk's logits and temporaries under budget_bytes."""
-    return max(1, min(n_tokens, budget_bytes // (vocab * bytes_per_logit)))
+def resolve_chunk_rows(chunk_rows: int | None, n_tokens: int, vocab: int, bytes_per_logit: int) -> int:
+    """Tokens per chunk: as given, or as many as keep one chunk's logits and temporaries
+    (bytes_per_logit each) under DEFAULT_CHUNK_BUDGET_BYTES."""
+    if chunk_rows is None:
+        return max(1, min(n_tokens, DEFAULT_CHUNK_BUDGET_BYTES // (vocab * bytes_per_logit)))
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return chunk_rows
 
 
 class ChunkedLinearLogprobs(torch.autograd.Function):
@@ -211,7 +221,7 @@ class ChunkedLinearLogprobs(torch.autograd.Function):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = hidden.new_empty(hidden.shape) if want_hidden else None
-        grad_weight = None  # [V, H]; fp32 once a second chunk adds to it (see below)
+        grad_weight = None  # [V, H]; becomes fp32 once a second chunk adds to it (see below)
         grad_logprobs, grad_entropy = grad_logprobs.float(), grad_entropy.float()
         for start in range(0, hidden.shape[0], ctx.chunk_rows):
             rows = slice(start, start + ctx.chunk_rows)
@@ -225,7 +235,7 @@ class ChunkedLinearLogprobs(torch.autograd.Function):
                 contribution = grad_logits.T @ hidden[rows]  # [V, H]
                 # Summing many chunks in bf16 would round the running sum once per chunk;
                 # an fp32 accumulator (the LM head's size, not N·V) keeps one rounding.
-                grad_weight = contribution.float() if grad_weight is None else grad_weight.add_(contribution)
+                grad_weight = contribution if grad_weight is None else grad_weight.float().add_(contribution)
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None, None
@@ -235,10 +245,9 @@ def fused_logprobs_reference(hidden, weight, targets, temperature: float = 1.0, 
     """Chunked log-probs and entropy in plain PyTorch: the CPU path. Same results as
     `fused_logprobs_naive`; peak memory O(chunk_rows·V) instead of O(N·V)."""
     check_logprobs_inputs(hidden, weight, targets, temperature)
-    if chunk_rows is None:
-        chunk_rows = chunk_rows_for_budget(
-            hidden.shape[0], weight.shape[0], hidden.element_size() + _REFERENCE_BYTES_PER_LOGIT, DEFAULT_CHUNK_BUDGET_BYTES
-        )
+    chunk_rows = resolve_chunk_rows(
+        chunk_rows, hidden.shape[0], weight.shape[0], hidden.element_size() + _REFERENCE_BYTES_PER_LOGIT
+    )
     return ChunkedLinearLogprobs.apply(
         hidden, weight, targets, float(temperature), chunk_rows, chunk_stats_reference, chunk_grad_reference
     )
