@@ -37,7 +37,7 @@ _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def check_index_tensor(name: str, t: torch.Tensor, device: torch.device) -> None:
-    """Index tensors are 1-D int32 on the same device as the data they index."""
+    """Index tensors are contiguous 1-D int32 on the same device as the data they index."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype != torch.int32:
@@ -46,6 +46,8 @@ def check_index_tensor(name: str, t: torch.Tensor, device: torch.device) -> None
         raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
     if t.device != device:
         raise ValueError(f"{name} is on {t.device}, expected {device} (the device of q)")
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (the kernels index it as a flat array)")
 
 
 def check_kv_pools(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> int:

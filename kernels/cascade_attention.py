@@ -56,6 +56,7 @@ from kernels.decode_attention import (
     check_head_dim,
     compute_dtype,
     kv_block_size,
+    kv_loop_num_warps,
     merge_attention_partials,
     store_partial,
     target_programs,
@@ -231,7 +232,7 @@ def cascade_decode_attention_triton(q, k_pool, v_pool, meta, sm_scale=None, *,
             lse_part.stride(0), GROUP=group, GROUP_PAD=group_pad,
             QUERIES_PER_TILE=per_tile, HEAD_DIM=head_dim,
             BLOCK_N=kv_block_size(head_dim, q.device), COMPUTE_DTYPE=compute_dtype(q),
-            num_warps=4, num_stages=2)
+            num_warps=kv_loop_num_warps(head_dim), num_stages=2)
     return merge_attention_partials(o_part, lse_part, plan.query_part_indptr, out)
 
 

@@ -45,6 +45,7 @@ from kernels.decode_attention import (
     compute_dtype,
     kv_block_size,
     online_softmax_step,
+    tile_dot,
 )
 from kernels.dispatch import use_triton
 
@@ -104,7 +105,7 @@ def _extend_kernel(q_ptr, k_ptr, v_ptr, k_pool_ptr, v_pool_ptr, qo_indptr_ptr, k
                     + dims[None, :], mask=col_valid[:, None], other=0.0).to(COMPUTE_DTYPE)
         v = tl.load(v_ptr + k_rows[:, None] * stride_v_tok + kv_head * stride_v_head
                     + dims[None, :], mask=col_valid[:, None], other=0.0).to(COMPUTE_DTYPE)
-        scores = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
+        scores = tile_dot(q, tl.trans(k), COMPUTE_DTYPE) * qk_scale  # [BLOCK_M, BLOCK_N]
         visible = (cols[None, :] <= rows[:, None]) & col_valid[None, :]
         scores = tl.where(visible, scores, float("-inf"))
         acc, row_max, row_sum = online_softmax_step(scores, v, acc, row_max, row_sum,
@@ -138,7 +139,9 @@ def extend_attention_triton(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_in
         out.stride(0), out.stride(1),
         GROUP=group, HEAD_DIM=head_dim, BLOCK_M=block_m,
         BLOCK_N=kv_block_size(head_dim, q.device), COMPUTE_DTYPE=compute_dtype(q),
-        num_warps=4, num_stages=2)
+        # 8 warps: a [64, D] fp32 accumulator + [64, 64] scores spill at 4 warps for
+        # D = 128 (ptxas, sm_90); no GPU timing yet.
+        num_warps=8, num_stages=2)
     return out
 
 

@@ -379,6 +379,8 @@ def test_bad_inputs_name_the_argument():
         tree_decode_attention(q, k_pool, v_pool, indptr.long(), indices)
     with pytest.raises(TypeError, match="kv_indices must be int32"):
         tree_decode_attention(q, k_pool, v_pool, indptr, indices.long())
+    with pytest.raises(ValueError, match="kv_indices must be contiguous"):
+        tree_decode_attention(q, k_pool, v_pool, indptr, torch.arange(4, dtype=torch.int32)[::2])
     with pytest.raises(ValueError, match="kv_indptr must have 3 entries"):
         tree_decode_attention(q, k_pool, v_pool, indptr[:2], indices)
     with pytest.raises(ValueError, match="not a multiple of the 3 KV heads"):
