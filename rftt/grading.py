@@ -174,7 +174,7 @@ def normalize_answer(text: str) -> str:
     s = " ".join(s.split())
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
-    s = re.sub(r"(?:\s*\.)+$", "", s).strip()          # a full stop ends the sentence
+    s = s.rstrip(". ")                                 # a full stop ends the sentence
     if _ASSIGNMENT.match(s) and "," not in s:
         s = _ASSIGNMENT.sub("", s, count=1).strip()
     if s.startswith("+") and not s.startswith("++"):
@@ -184,9 +184,13 @@ def normalize_answer(text: str) -> str:
 
 def _strip_trailing_words(s: str) -> str:
     """'5 square units' -> '5', '18 dollars' -> '18', '12 apples' -> '12': words after a
-    number say what it counts. Math words (sin, pi) are kept."""
+    number say what it counts. Kept: math words (sin, pi) and short letter runs that are
+    not units, which are more likely variables ('2 ab' is 2ab)."""
     m = _TRAILING_WORDS.search(s)
-    if m and not any(w.lower().rstrip(".") in _MATH_WORDS for w in m.group(1).split()):
+    if not m:
+        return s
+    words = [w.lower().rstrip(".") for w in m.group(1).split()]
+    if all(w in _UNITS or (len(w) >= 4 and w not in _MATH_WORDS) for w in words):
         return s[:m.start()]
     return s
 
@@ -393,7 +397,7 @@ class _Worker:
         env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from rftt.grading import _serve; _serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,   # stderr: the parent's, for errors
             env=env, bufsize=0)
         self.buffer = b""
         if self._read_line(time.monotonic() + self.STARTUP_TIMEOUT) != b"ready":
@@ -541,7 +545,7 @@ def is_equiv(pred: str | None, gold: str | None, timeout: float = 2.0) -> bool:
         return False
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def _verdict(pred: str, gold: str, timeout: float) -> bool:
     # Cached: an RL batch grades many rollouts against the same gold. A timeout raises,
     # and lru_cache does not cache exceptions, so only real verdicts are remembered.

@@ -158,7 +158,7 @@ NOT_EQUAL = [
     (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", "(1, 2)"), ("Monday", "Tuesday"), ("5", "x"),
     (r"\infty", "1000"), (r"-\infty", r"\infty"), ("1", r"\{1\}"), ("(1, 2)", r"\{1, 2\}"),
     ("x = 3", "x = 4"), ("10 dollars", "100"), ("1,234", "1.234"), ("1, 234", "1234"),
-    (r"e^{i\pi}", "1"), ("5!", "100"), (r"\log_2 8", "2"), ("29/20", "1.5"),
+    ("5 ab", "5"), ("2 xy", "2"), (r"e^{i\pi}", "1"), ("5!", "100"), (r"\log_2 8", "2"), ("29/20", "1.5"),
     (r"2\frac{\sqrt{2}}{2}", r"2\frac{1}{2}"), (r"2 \cdot \frac{1}{2}", "2.5"),
 ]
 
@@ -250,6 +250,17 @@ def test_long_input_is_refused_quickly():
     assert is_equiv("+".join(["x"] * 5000), "5000x") is False
     assert is_equiv("(" * 3000 + "1" + ")" * 3000, "1") is False
     assert is_equiv("-" * 3000 + "1", "1") is False
+    assert time.monotonic() - start < 3.0
+
+
+@pytest.mark.parametrize("text", [
+    "  ." * 5000 + "1", "1 ab " * 2000 + "!", "\\text{" * 3000, "{" * 10000, "1," * 5000 + "1",
+    "\\left(" * 3000, "x = " * 3000, "\\boxed{" * 3000, "\\text{a" + " a" * 5000, "1" + " ab" * 5000 + " 1!",
+])
+def test_normalisation_of_long_adversarial_text_is_fast(text):
+    start = time.monotonic()
+    normalize_answer(text)
+    assert is_equiv(text, text + "1") is False
     assert time.monotonic() - start < 3.0
 
 
