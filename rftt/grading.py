@@ -35,7 +35,7 @@ import atexit
 import json
 import os
 import re
-import select
+import selectors
 import subprocess
 import sys
 import threading
@@ -400,6 +400,10 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,   # stderr: the parent's, for errors
             env=env, bufsize=0)
         self.buffer = b""
+        # A selector, not select.select: a training process can hold more than 1024 open
+        # files, and select() cannot watch descriptors above that.
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
         if self._read_line(time.monotonic() + self.STARTUP_TIMEOUT) != b"ready":
             self.kill()
             raise RuntimeError("the SymPy grading worker did not start")
@@ -419,8 +423,7 @@ class _Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
+            if not self.selector.select(remaining):
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:                  # the worker died (memory limit, crash)
@@ -432,6 +435,7 @@ class _Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self.selector.close()
         for pipe in (self.proc.stdin, self.proc.stdout):
             pipe.close()
 
