@@ -310,11 +310,13 @@ class _SympyComparer(_ExactComparer):
         import sympy as sp
 
         a, b = mp.to_sympy(pred), mp.to_sympy(gold)
+        if any(x.has(sp.zoo, sp.nan) for x in (a, b)):
+            return False                   # 1/0 is not an answer, and not equal to 2/0
         if a == b:
             return True
         if mp.has_symbols(pred) or mp.has_symbols(gold):
             return self._is_zero_function(a - b)
-        if any(x.has(sp.oo, -sp.oo, sp.zoo, sp.nan) for x in (a, b)):
+        if any(x.has(sp.oo, -sp.oo) for x in (a, b)):
             return False
         decimal = mp.decimal_literal(gold)
         if decimal is not None and not mp.has_decimal(pred):
