@@ -124,17 +124,20 @@ _TEMPLATES: tuple[_Template, ...] = (
         f"{p} has {n[0]} {it}. {p} buys {n[1]} more. How many {it} does {p} have now?",
         [f"{p} has {n[0]} + {n[1]} = {n[0] + n[1]} {it}."], n[0] + n[1])),
     _Template("add_shelves", "add", 1, _draw_sum, lambda n, p, q, it: (
-        f"One shelf holds {n[0]} books and another holds {n[1]} books. How many books are on the two shelves?",
+        f"One shelf holds {n[0]} books and another holds {n[1]} books. "
+        "How many books are on the two shelves?",
         [f"The shelves hold {n[0]} + {n[1]} = {n[0] + n[1]} books."], n[0] + n[1])),
     _Template("add_walk", "add", 1, _draw_sum, lambda n, p, q, it: (
-        f"{p} walked {n[0]} blocks in the morning and {n[1]} blocks in the evening. How many blocks did {p} walk in all?",
+        f"{p} walked {n[0]} blocks in the morning and {n[1]} blocks in the evening. "
+        f"How many blocks did {p} walk in all?",
         [f"{p} walked {n[0]} + {n[1]} = {n[0] + n[1]} blocks."], n[0] + n[1])),
     # ---- subtract
     _Template("sub_give", "subtract", 1, _draw_difference, lambda n, p, q, it: (
         f"{p} had {n[0]} {it} and gave {n[1]} of them to {q}. How many {it} does {p} have left?",
         [f"{p} has {n[0]} - {n[1]} = {n[0] - n[1]} {it} left."], n[0] - n[1])),
     _Template("sub_bus", "subtract", 1, _draw_difference, lambda n, p, q, it: (
-        f"A bus had {n[0]} passengers. At the next stop {n[1]} passengers got off. How many passengers are on the bus now?",
+        f"A bus had {n[0]} passengers. At the next stop {n[1]} passengers got off. "
+        "How many passengers are on the bus now?",
         [f"There are {n[0]} - {n[1]} = {n[0] - n[1]} passengers."], n[0] - n[1])),
     _Template("sub_compare", "subtract", 1, _draw_difference, lambda n, p, q, it: (
         f"{p} has {n[0]} {it} and {q} has {n[1]} {it}. How many more {it} does {p} have than {q}?",
@@ -147,7 +150,8 @@ _TEMPLATES: tuple[_Template, ...] = (
         f"{p} reads {n[1]} pages every day for {n[0]} days. How many pages does {p} read?",
         [f"{p} reads {n[0]} * {n[1]} = {n[0] * n[1]} pages."], n[0] * n[1])),
     _Template("mul_seats", "multiply", 1, _draw_factors, lambda n, p, q, it: (
-        f"A hall has {n[0]} rows of chairs with {n[1]} chairs in each row. How many chairs are in the hall?",
+        f"A hall has {n[0]} rows of chairs with {n[1]} chairs in each row. "
+        "How many chairs are in the hall?",
         [f"The hall has {n[0]} * {n[1]} = {n[0] * n[1]} chairs."], n[0] * n[1])),
     # ---- divide
     _Template("div_share", "divide", 1, _draw_quotient, lambda n, p, q, it: (
@@ -161,35 +165,47 @@ _TEMPLATES: tuple[_Template, ...] = (
         [f"Each piece is {n[0]} / {n[1]} = {n[0] // n[1]} cm long."], n[0] // n[1])),
     # ---- two steps
     _Template("packs_plus", "multiply+add", 2, _draw_packs_plus, lambda n, p, q, it: (
-        f"{p} buys {n[0]} packs of {it} with {n[1]} {it} in each pack. {p} already had {n[2]} {it}. How many {it} does {p} have now?",
+        f"{p} buys {n[0]} packs of {it} with {n[1]} {it} in each pack. {p} already had {n[2]} {it}. "
+        f"How many {it} does {p} have now?",
         [f"The packs hold {n[0]} * {n[1]} = {n[0] * n[1]} {it}.",
          f"{p} has {n[0] * n[1]} + {n[2]} = {n[0] * n[1] + n[2]} {it}."], n[0] * n[1] + n[2])),
     _Template("money_left", "multiply+subtract", 2, _draw_money_left, lambda n, p, q, it: (
-        f"{p} has {n[0]} dollars and buys {n[1]} notebooks that cost {n[2]} dollars each. How many dollars does {p} have left?",
+        f"{p} has {n[0]} dollars and buys {n[1]} notebooks that cost {n[2]} dollars each. "
+        f"How many dollars does {p} have left?",
         [f"The notebooks cost {n[1]} * {n[2]} = {n[1] * n[2]} dollars.",
          f"{p} has {n[0]} - {n[1] * n[2]} = {n[0] - n[1] * n[2]} dollars left."], n[0] - n[1] * n[2])),
     _Template("share_eat", "divide+subtract", 2, _draw_share_then_eat, lambda n, p, q, it: (
-        f"{n[0]} cookies are shared equally among {n[1]} children. Each child eats {n[2]} of their cookies. How many cookies does each child have left?",
+        f"{n[0]} cookies are shared equally among {n[1]} children. Each child eats {n[2]} of their cookies. "
+        "How many cookies does each child have left?",
         [f"Each child gets {n[0]} / {n[1]} = {n[0] // n[1]} cookies.",
-         f"Each child has {n[0] // n[1]} - {n[2]} = {n[0] // n[1] - n[2]} cookies left."], n[0] // n[1] - n[2])),
+         f"Each child has {n[0] // n[1]} - {n[2]} = {n[0] // n[1] - n[2]} cookies left."],
+        n[0] // n[1] - n[2])),
     _Template("wage_spend", "multiply+subtract", 2, _draw_wage_minus, lambda n, p, q, it: (
-        f"{p} earns {n[0]} dollars a day for {n[1]} days and then spends {n[2]} dollars. How many dollars does {p} have left?",
+        f"{p} earns {n[0]} dollars a day for {n[1]} days and then spends {n[2]} dollars. "
+        f"How many dollars does {p} have left?",
         [f"{p} earns {n[0]} * {n[1]} = {n[0] * n[1]} dollars.",
          f"{p} has {n[0] * n[1]} - {n[2]} = {n[0] * n[1] - n[2]} dollars left."], n[0] * n[1] - n[2])),
     # ---- three steps
     _Template("two_products", "multiply+multiply+add", 3, _draw_two_products, lambda n, p, q, it: (
-        f"{p} buys {n[0]} boxes of pencils with {n[1]} pencils each and {n[2]} boxes of pens with {n[3]} pens each. How many pencils and pens does {p} buy in all?",
+        f"{p} buys {n[0]} boxes of pencils with {n[1]} pencils each "
+        f"and {n[2]} boxes of pens with {n[3]} pens each. "
+        f"How many pencils and pens does {p} buy in all?",
         [f"The pencils number {n[0]} * {n[1]} = {n[0] * n[1]}.",
          f"The pens number {n[2]} * {n[3]} = {n[2] * n[3]}.",
-         f"In all {n[0] * n[1]} + {n[2] * n[3]} = {n[0] * n[1] + n[2] * n[3]}."], n[0] * n[1] + n[2] * n[3])),
+         f"In all {n[0] * n[1]} + {n[2] * n[3]} = {n[0] * n[1] + n[2] * n[3]}."],
+        n[0] * n[1] + n[2] * n[3])),
     _Template("harvest", "multiply+subtract+divide", 3, _draw_harvest, lambda n, p, q, it: (
-        f"A farm has {n[0]} rows of {n[1]} melons. {n[2]} melons are sold at the gate, and the rest are packed equally into {n[3]} crates. How many melons go in each crate?",
+        f"A farm has {n[0]} rows of {n[1]} melons. {n[2]} melons are sold at the gate, "
+        f"and the rest are packed equally into {n[3]} crates. "
+        "How many melons go in each crate?",
         [f"The farm has {n[0]} * {n[1]} = {n[0] * n[1]} melons.",
          f"After the sale {n[0] * n[1]} - {n[2]} = {n[0] * n[1] - n[2]} melons are left.",
          f"Each crate holds {n[0] * n[1] - n[2]} / {n[3]} = {(n[0] * n[1] - n[2]) // n[3]} melons."],
         (n[0] * n[1] - n[2]) // n[3])),
     _Template("savings", "multiply+add+subtract", 3, _draw_savings, lambda n, p, q, it: (
-        f"{p} has {n[0]} dollars saved and adds {n[1]} dollars every week for {n[2]} weeks. Then {p} spends {n[3]} dollars on a bike. How many dollars does {p} have now?",
+        f"{p} has {n[0]} dollars saved and adds {n[1]} dollars every week for {n[2]} weeks. "
+        f"Then {p} spends {n[3]} dollars on a bike. "
+        f"How many dollars does {p} have now?",
         [f"{p} adds {n[1]} * {n[2]} = {n[1] * n[2]} dollars.",
          f"{p} then has {n[0]} + {n[1] * n[2]} = {n[0] + n[1] * n[2]} dollars.",
          f"After the bike {n[0] + n[1] * n[2]} - {n[3]} = {n[0] + n[1] * n[2] - n[3]} dollars are left."],

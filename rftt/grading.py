@@ -123,7 +123,8 @@ _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sq
                "inf", "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh",
                "tanh"}
 _TEXT_COMMANDS = r"(?:text|textrm|textbf|textit|textnormal|textup|mbox|mathrm|mathbf|mathit|operatorname)"
-_UNIT_IN_TEXT = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{\s*([A-Za-z][A-Za-z. ]*?)\s*\}(\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?")
+_UNIT_IN_TEXT = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{\s*([A-Za-z][A-Za-z. ]*?)\s*\}"
+                           r"(\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?")    # \text{ cm}^2
 _TEXT_GROUP = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{([^{}]*)\}")
 _SPACING = re.compile(r"\\(\\|[,;:! ])")
 _SIZING = re.compile(r"\\(?:left|right|[Bb]igg?[lr]?)(?![A-Za-z])\.?")
