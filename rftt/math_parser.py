@@ -34,7 +34,7 @@ from fractions import Fraction
 MAX_TEXT = 2000      # characters; longer "answers" are not answers
 MAX_TOKENS = 1000
 MAX_DEPTH = 60       # nesting of parentheses / exponents / signs
-MAX_DIGITS = 1000    # estimated decimal digits of any exact number we agree to build
+MAX_DIGITS = 2000    # estimated decimal digits of any exact number we agree to build
 MAX_ITEMS = 64       # elements of a set, tuple or matrix
 MAX_PM = 3           # \pm signs in one answer (each one doubles the set)
 
@@ -97,6 +97,7 @@ _ONE_CHAR = {"+": "op", "-": "op", "*": "op", "/": "op", "^": "op", "_": "op", "
              "}": "close", ",": "comma", "=": "rel", "<": "rel", ">": "rel", "&": "amp"}
 
 _NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+_REPEATING = re.compile(r"\d*\.\d*\\overline\{\d+\}")     # 0.1\overline{6} = 1/6
 _LETTERS = re.compile(r"[A-Za-z]+")
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
 _ENV = re.compile(r"\s*\{([A-Za-z*]+)\}")
@@ -111,8 +112,8 @@ def tokenize(text: str) -> list[Token]:
         c = text[i]
         if c.isspace():
             i += 1
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
-            m = _NUMBER.match(text, i)
+        elif c.isdigit() or (c == "." and (text[i + 1:i + 2].isdigit() or _REPEATING.match(text, i))):
+            m = _REPEATING.match(text, i) or _NUMBER.match(text, i)
             tokens.append(Token("num", m.group(), i))
             i = m.end()
         elif c.isascii() and c.isalpha():
@@ -456,6 +457,12 @@ def _mixed_number(whole: tuple, fraction: tuple) -> tuple | None:
 
 
 def _number(text: str) -> tuple:
+    if "\\overline" in text:                       # a repeating decimal is exact
+        head, repeat = text[:-1].split("\\overline{")
+        whole, _, fixed = head.partition(".")
+        value = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+        value += Fraction(int(repeat), 10 ** len(fixed) * (10 ** len(repeat) - 1))
+        return ("num", value, None)
     places = len(text.split(".")[1]) if "." in text else None
     if places == 0:
         places = None                              # "5." is the integer 5
@@ -475,8 +482,8 @@ MAX_FACTORIAL_DIGITS = MAX_DIGITS
 
 
 def _digits(q: Fraction) -> float:
-    """Decimal digits of numerator and denominator together (an estimate)."""
-    return 0.30103 * (abs(q.numerator).bit_length() + q.denominator.bit_length())
+    """Decimal digits of numerator and denominator together (log10, so 3 counts 0.48)."""
+    return (math.log10(abs(q.numerator)) if q.numerator else 0.0) + math.log10(q.denominator)
 
 
 def check_size(node: tuple) -> None:
@@ -560,7 +567,7 @@ def _size_power(node: tuple) -> tuple[float, complex | None]:
         raise TooLarge("cannot bound the exponent")
     if abs(ve) > MAX_EXPONENT:
         raise TooLarge("exponent too large")
-    d = max(db, 1.0) * max(abs(ve), 1.0)
+    d = db * max(abs(ve), 1.0)         # digits(b^e) ~ e * digits(b)
     if d > MAX_DIGITS:
         raise TooLarge("power too large")
     if vb is None or d >= 300:
@@ -593,7 +600,7 @@ def guard_power(base: Fraction | None, exponent: Fraction) -> None:
     """Exact re-check before computing base**exponent (see check_size)."""
     if abs(exponent) > MAX_EXPONENT:
         raise TooLarge("exponent too large")
-    if base is not None and max(_digits(base), 1.0) * abs(exponent) > MAX_DIGITS:
+    if base is not None and _digits(base) * abs(exponent) > MAX_DIGITS:
         raise TooLarge("power too large")
 
 
