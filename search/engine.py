@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kernels.cascade_metadata import build_cascade_metadata
 from model.serving import serving_logits
 from model.transformer import Transformer
 
@@ -56,6 +57,7 @@ class Engine:
         self.pool = KVPool(num_slots, cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, weight.dtype, weight.device)
         self.tree = TokenTree(self.pool)
         self.tokens_computed = 0  # tokens run through the model: what sharing saves
+        self.cascade_steps = 0  # decode steps that read shared nodes once (cascade kernel)
 
     # ---- one forward over the pool -----------------------------------------------------
     def _run(self, tokens, positions, batch: AttentionBatch, last_index) -> torch.Tensor:
@@ -129,8 +131,7 @@ class Engine:
             tokens, logprobs = sample(logits, params, seeds.to(self.device), positions.to(self.device))
             tokens, logprobs = tokens.cpu(), logprobs.cpu()
             new_slots = self.tree.append_many(nodes, 1, tokens)
-            kv_indptr, kv_indices = self.tree.paths_csr(nodes)  # now including the new token
-            batch = AttentionBatch(self.pool.k, self.pool.v, new_slots, kv_indptr, kv_indices)
+            batch = self._decode_batch(nodes, new_slots)
             next_logits = self._run(tokens, positions, batch, torch.arange(len(active)))
             still = []
             for i, b in enumerate(active):
@@ -147,6 +148,22 @@ class Engine:
                     still.append(b)
             active = still
         return branches
+
+    def _decode_batch(self, nodes: list[Node], new_slots: torch.Tensor) -> AttentionBatch:
+        """Flat per-branch slot lists, or, where branches share tree nodes, the cascade
+        description that reads each shared node's KV once for all of them."""
+        kv_indptr, kv_indices = self.tree.paths_csr(nodes)  # including the new tokens
+        batch = AttentionBatch(self.pool.k, self.pool.v, new_slots, kv_indptr, kv_indices)
+        groups = self.tree.branch_groups(nodes)  # (node, rows below it), parents first
+        if self.share_prefix and any(len(rows) > 1 for _, rows in groups):
+            branch_nodes: list[list[int]] = [[] for _ in nodes]
+            for local_id, (_, rows) in enumerate(groups):
+                for row in rows.tolist():
+                    branch_nodes[row].append(local_id)
+            node_slots = [node.slots for node, _ in groups]
+            batch.cascade = build_cascade_metadata(branch_nodes, node_slots, self.device)
+            self.cascade_steps += 1
+        return batch
 
     def text_tokens(self, branch: Branch) -> list[int]:
         """Every token of the branch's path: prompt, forced and sampled."""

@@ -33,8 +33,11 @@ def _tree_rollout(engine: Engine, prompts, forced, n_new: int):
     return [engine.text_tokens(b) for b in branches], [b.next_logits for b in branches]
 
 
-@pytest.mark.parametrize("family", ["llama3", "qwen2"])
-def test_sharing_on_off_and_recompute_agree(family, tmp_path):
+@pytest.mark.parametrize("family,kernels", [("llama3", "auto"), ("qwen2", "auto"), ("qwen3", "triton")])
+def test_sharing_on_off_and_recompute_agree(family, kernels, tmp_path, monkeypatch):
+    """Sharing on decodes with the cascade kernel (the branches share their roots);
+    off, with private copies and flat decode. "triton": the Triton kernels, interpreted."""
+    monkeypatch.setenv("RFTT_KERNELS", kernels)
     write_checkpoint(tmp_path / "ckpt", family, seed=21)
     model, _ = load_model(tmp_path / "ckpt")
     prompts = [[5, 17, 99, 200, 3], [8, 8, 42]]
@@ -53,6 +56,7 @@ def test_sharing_on_off_and_recompute_agree(family, tmp_path):
         assert relative_error(a, ref) <= 1e-5 and relative_error(b, ref) <= 1e-5
     assert shared.tokens_computed < unshared.tokens_computed  # sharing skipped the prefixes
     shared.tree.check_invariants()
+    assert shared.cascade_steps > 0 and unshared.cascade_steps == 0
 
 
 def test_stops_and_length_cap(tmp_path):
