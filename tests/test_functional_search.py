@@ -1,0 +1,86 @@
+"""Functional-token MCTS over the engine, and `python -m search.solve`."""
+
+import json
+
+import pytest
+import torch
+
+from model import load_model
+from rftt.functional_search import FunctionalTokenEnv
+from rftt.steps import RL_TRANSITIONS, ROOT, parse_steps
+from rftt.tokens import add_functional_tokens, open_tag
+from search.engine import Engine
+from search.mcts import search
+from search.sampling import SamplingParams
+from search.solve import main as solve_main
+from tests.tiny_models import write_checkpoint
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    write_checkpoint(tmp_path / "ckpt", "qwen3", seed=9)
+    model, tok = load_model(tmp_path / "ckpt")
+    add_functional_tokens(model, tok)
+    return model, tok, tmp_path / "ckpt"
+
+
+def _env(model, tok, golds=None, max_step_tokens=6):
+    engine = Engine(model, num_slots=4096)
+    return FunctionalTokenEnv(engine, tok, SamplingParams(temperature=1.0), max_step_tokens, golds=golds, seed=1)
+
+
+def test_children_are_allowed_tags_ranked_by_model_probability(tiny):
+    model, tok, _ = tiny
+    env = _env(model, tok)
+    prompt = tok.encode("What is 2 + 3?")
+    (root,) = env.roots([prompt])
+    (kids,) = env.children([root])
+    assert [f for f, _ in kids] != [] and {f for f, _ in kids} == set(RL_TRANSITIONS[ROOT])
+    with torch.no_grad():
+        probs = model(torch.tensor([prompt]))[0, -1].softmax(-1)
+    expected = sorted(RL_TRANSITIONS[ROOT], key=lambda f: -probs[tok.token_to_id(open_tag(f))].item())
+    assert [f for f, _ in kids] == expected
+    for f, p in kids:
+        assert p == pytest.approx(probs[tok.token_to_id(open_tag(f))].item(), rel=1e-4)
+
+
+def test_search_builds_well_formed_paths_with_rewards(tiny):
+    model, tok, _ = tiny
+    env = _env(model, tok, golds=["5", "7"])
+    roots = env.roots([tok.encode("What is 2 + 3?"), tok.encode("What is 3 + 4?")])
+    search(roots, env, rollouts=5, max_depth=3)
+    for root in roots:
+        assert root.visits == 5
+        leaves = root.leaves()
+        assert leaves and all(leaf.reward in (0.0, 0.1, 1.0) for leaf in leaves)
+        for leaf in leaves:
+            actions = [n.action for n in leaf.path()[1:]]
+            for prev, nxt in zip([ROOT] + actions, actions):
+                assert nxt in RL_TRANSITIONS[prev]
+            parsed = parse_steps(env.text(leaf))
+            if leaf.state.stop in ("malformed", "eos"):  # the model broke off the last step: path ended
+                assert leaf.terminal
+                actions = actions[:-1]
+            # every step the search closed parses back as written, in order (a random model
+            # may leave a step empty: that is reported, not fatal)
+            nonempty = [a for a, n in zip(actions, leaf.path()[1:]) if n.state.step.content.strip()]
+            assert [s.function for s in parsed.steps][: len(nonempty)] == nonempty
+            if leaf.state.stop not in ("malformed", "eos"):
+                assert {p.kind for p in parsed.problems} <= {"empty_content"}
+    env.engine.tree.check_invariants()
+
+
+def test_env_refuses_a_tokenizer_without_functional_tokens(tmp_path):
+    write_checkpoint(tmp_path / "plain", "qwen3", seed=1)
+    model, tok = load_model(tmp_path / "plain")
+    with pytest.raises(ValueError, match="add_functional_tokens"):
+        FunctionalTokenEnv(Engine(model, num_slots=64), tok, SamplingParams())
+
+
+@pytest.mark.parametrize("extra", [[], ["--rollouts", "2", "--depth", "2"]])
+def test_solve_cli_json(tiny, capsys, extra):
+    _, _, path = tiny
+    solve_main(["--question", "What is 2 + 3?", "--model", str(path), "--max-new-tokens", "8", "--json"] + extra)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    out = json.loads(last)
+    assert set(out) >= {"text", "answer"} and isinstance(out["text"], str)
