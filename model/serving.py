@@ -21,23 +21,17 @@ from typing import Callable
 
 import torch
 
+from kernels.rms_norm import rms_norm
+from kernels.rope import apply_rope
+
 from .transformer import Transformer
 
 AttendFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _kernels():
-    # Imported at call time: the dispatching entry points pick Triton on CUDA.
-    from kernels.rms_norm import rms_norm
-    from kernels.rope import apply_rope
-
-    return rms_norm, apply_rope
-
-
 @torch.no_grad()
 def serving_hidden(model: Transformer, tokens: torch.Tensor, positions: torch.Tensor, attend: AttendFn) -> torch.Tensor:
     """tokens, positions: int64[N] -> final normed hidden states [N, hidden]."""
-    rms_norm, apply_rope = _kernels()
     x = model.embed_tokens(tokens)  # [N, H]
     for layer_index, block in enumerate(model.layers):
         attn = block.self_attn

@@ -13,7 +13,8 @@ attention metadata, built once per step from the token tree and shared by all la
   ``kv_indptr``/``kv_indices`` list every slot of the branch *including* the new one;
 - cascade decode (branches that share tree nodes): ``cascade`` describes the step node
   by node, so each shared node's KV is read once for all the branches below it
-  (kernels/cascade_metadata.py); it gives the same result as the flat decode lists.
+  (kernels/cascade_metadata.py); it gives the same result as the flat decode lists,
+  which are then left empty.
 """
 
 from __future__ import annotations

@@ -150,20 +150,24 @@ class Engine:
         return branches
 
     def _decode_batch(self, nodes: list[Node], new_slots: torch.Tensor) -> AttentionBatch:
-        """Flat per-branch slot lists, or, where branches share tree nodes, the cascade
-        description that reads each shared node's KV once for all of them."""
+        """Where branches share tree nodes, the cascade description that reads each shared
+        node's KV once for all of them; otherwise flat per-branch slot lists."""
+        if self.share_prefix:
+            groups = self.tree.branch_groups(nodes)  # (node, rows below it), parents first
+            if any(len(rows) > 1 for _, rows in groups):
+                branch_nodes: list[list[int]] = [[] for _ in nodes]
+                for local_id, (_, rows) in enumerate(groups):
+                    for row in rows.tolist():
+                        branch_nodes[row].append(local_id)
+                node_slots = [node.slots for node, _ in groups]
+                self.cascade_steps += 1
+                no_lists = torch.empty(0, dtype=torch.int32)  # the cascade metadata replaces them
+                return AttentionBatch(
+                    self.pool.k, self.pool.v, new_slots, no_lists, no_lists,
+                    cascade=build_cascade_metadata(branch_nodes, node_slots, self.device),
+                )
         kv_indptr, kv_indices = self.tree.paths_csr(nodes)  # including the new tokens
-        batch = AttentionBatch(self.pool.k, self.pool.v, new_slots, kv_indptr, kv_indices)
-        groups = self.tree.branch_groups(nodes)  # (node, rows below it), parents first
-        if self.share_prefix and any(len(rows) > 1 for _, rows in groups):
-            branch_nodes: list[list[int]] = [[] for _ in nodes]
-            for local_id, (_, rows) in enumerate(groups):
-                for row in rows.tolist():
-                    branch_nodes[row].append(local_id)
-            node_slots = [node.slots for node, _ in groups]
-            batch.cascade = build_cascade_metadata(branch_nodes, node_slots, self.device)
-            self.cascade_steps += 1
-        return batch
+        return AttentionBatch(self.pool.k, self.pool.v, new_slots, kv_indptr, kv_indices)
 
     def text_tokens(self, branch: Branch) -> list[int]:
         """Every token of the branch's path: prompt, forced and sampled."""
