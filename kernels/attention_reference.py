@@ -6,8 +6,10 @@ list of slots in CSR form: sequence b owns `kv_indices[kv_indptr[b]:kv_indptr[b+
 any token). Queries have `Hq` heads, a multiple of `Hkv`; query head h reads KV head
 `h // (Hq // Hkv)` (grouped-query attention, GQA).
 
-Everything here is written to be obviously right rather than fast: loop over sequences,
-gather the slots, expand the KV heads to the query heads, softmax in fp32. The Triton
+Everything here is written to be obviously right rather than fast: gather the slots,
+group the query heads by KV head, softmax in fp32; extend and cascade loop over
+sequences and nodes, decode pads all sequences to one batch (it runs once per generated
+token on a CPU, so it must not be a Python loop). The Triton
 kernels (decode_attention.py, extend_attention.py, cascade_attention.py) are tested
 against these functions, and these functions are tested against torch's dense
 `scaled_dot_product_attention` on gathered tensors.
@@ -176,16 +178,30 @@ def tree_decode_attention_reference(q, k_pool, v_pool, kv_indptr, kv_indices, sm
     q: [B, Hq, D]; k_pool, v_pool: [num_slots, Hkv, D]; kv_indptr: int32 [B+1];
     kv_indices: int32 [nnz]. Returns o: [B, Hq, D] in q's dtype.
     `num_kv_splits` is accepted for signature parity with the Triton version and ignored.
+
+    All sequences at once, padded to the longest: this is the engine's decode step on a
+    CPU, where one batched op per layer beats a Python loop over hundreds of branches.
     """
     check_decode_inputs(q, k_pool, v_pool, kv_indptr, kv_indices)
     scale = default_sm_scale(q.shape[-1], sm_scale)
-    out = torch.empty_like(q)
-    bounds = kv_indptr.tolist()
-    for b in range(q.shape[0]):
-        slots = kv_indices[bounds[b]:bounds[b + 1]].long()
-        o, _ = attention_partial_reference(q[b:b + 1], k_pool[slots], v_pool[slots], scale)
-        out[b] = o[0].to(q.dtype)
-    return out
+    num_seqs, num_q_heads, head_dim = q.shape
+    num_kv_heads = k_pool.shape[1]
+    lengths = (kv_indptr[1:] - kv_indptr[:-1]).long()  # [B]
+    longest = int(lengths.max()) if num_seqs else 0
+    if longest == 0:
+        return torch.zeros_like(q)
+    col = torch.arange(longest, device=q.device)
+    valid = col[None, :] < lengths[:, None]  # [B, Lmax]
+    flat = (kv_indptr[:-1].long()[:, None] + col[None, :]).clamp(max=kv_indices.numel() - 1)
+    slots = torch.where(valid, kv_indices.long()[flat], 0)  # padding reads slot 0, masked below
+    k = k_pool[slots].float()  # [B, Lmax, Hkv, D]
+    v = v_pool[slots].float()
+    qg = q.float().view(num_seqs, num_kv_heads, num_q_heads // num_kv_heads, head_dim)  # [B, Hkv, G, D]
+    scores = torch.einsum("bhgd,blhd->bhgl", qg, k) * scale
+    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # a sequence with no keys: zeros
+    o = torch.einsum("bhgl,blhd->bhgd", probs, v)
+    return o.reshape(num_seqs, num_q_heads, head_dim).to(q.dtype)
 
 
 def extend_attention_reference(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices,

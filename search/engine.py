@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kernels.cascade_metadata import build_cascade_metadata
+from kernels.dispatch import use_triton
 from model.serving import serving_logits
 from model.transformer import Transformer
 
@@ -48,12 +49,18 @@ def _indptr(counts: list[int]) -> torch.Tensor:
 
 
 class Engine:
-    def __init__(self, model: Transformer, num_slots: int = 1 << 16, share_prefix: bool = True):
+    def __init__(self, model: Transformer, num_slots: int = 1 << 16, share_prefix: bool = True,
+                 cascade: bool | None = None):
         cfg = model.config
         weight = model.embed_tokens.weight
         self.model = model
         self.device = weight.device
         self.share_prefix = share_prefix
+        # Cascade decode reads a shared node's KV once for all branches below it: a saving
+        # in memory traffic, which is what bounds a GPU decode step. On a CPU the reference
+        # path is bound by Python overhead instead, and the flat padded decode is faster.
+        # None: cascade exactly when the kernels run as Triton (kernels/dispatch.py).
+        self.cascade = use_triton(weight) if cascade is None else cascade
         self.pool = KVPool(num_slots, cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, weight.dtype, weight.device)
         self.tree = TokenTree(self.pool)
         self.tokens_computed = 0  # tokens run through the model: what sharing saves
@@ -152,7 +159,7 @@ class Engine:
     def _decode_batch(self, nodes: list[Node], new_slots: torch.Tensor) -> AttentionBatch:
         """Where branches share tree nodes, the cascade description that reads each shared
         node's KV once for all of them; otherwise flat per-branch slot lists."""
-        if self.share_prefix:
+        if self.share_prefix and self.cascade:
             groups = self.tree.branch_groups(nodes)  # (node, rows below it), parents first
             if any(len(rows) > 1 for _, rows in groups):
                 branch_nodes: list[list[int]] = [[] for _ in nodes]

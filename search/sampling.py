@@ -6,11 +6,16 @@ global generator, a branch's text would depend on its batch-mates: runs with KV 
 on and off, or with a different batch size, would diverge. Instead every draw is a pure
 function of (branch seed, position, logits):
 
-    u[b, v]   = uniform(hash(seed_b, position_b, v))        counter-based RNG (splitmix64)
-    token_b   = argmax_v( logits[b, v] / T - log(-log u[b, v]) )   Gumbel-max trick
+    u_b       = uniform(hash(seed_b, position_b))           counter-based RNG (splitmix64)
+    token_b   = the first v with  cdf_b[v] > u_b * cdf_b[V-1]   inverse-CDF sampling
+    cdf_b     = cumsum(softmax(logits_b / T))                   (fp64, after top-k/top-p)
 
-The Gumbel-max trick samples exactly from softmax(logits / T); top-k and top-p set the
-excluded logits to -inf first. Temperature 0 is greedy. The log-prob returned for RL is
+Inverse-CDF sampling draws exactly from softmax(logits / T) with one random number per
+branch; top-k and top-p set the excluded logits to -inf first (probability 0: never
+chosen). One number per branch, not one per vocabulary entry as the Gumbel-max trick
+needs, matters on a CPU: hashing [B, 49152] counters cost more than the model's matmuls.
+The cumulative sum runs in fp64 so that a 53-bit uniform resolves even tiny
+probabilities. Temperature 0 is greedy. The log-prob returned for RL is
 that of the *tempered, untruncated* distribution log_softmax(logits / T) — the policy the
 PPO ratio must use (FIELD-NOTES, "Logprobs": divide by the sampling temperature).
 """
@@ -62,13 +67,11 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
-def uniform_noise(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> torch.Tensor:
-    """seeds, positions: int64[B] -> u: fp32[B, vocab] in (0, 1), a pure function of its inputs."""
-    key = splitmix64(splitmix64(seeds.long()) ^ positions.long())  # [B]
-    counters = torch.arange(vocab, device=seeds.device, dtype=torch.int64)
-    bits = splitmix64(key[:, None] ^ counters[None, :])  # [B, V]
-    top24 = _shr(bits, 40).to(torch.float32)  # 24 random bits: exact in fp32
-    return (top24 + 0.5) / float(1 << 24)
+def uniform_per_row(seeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """seeds, positions: int64[B] -> u: fp64[B] in (0, 1), a pure function of its inputs."""
+    bits = splitmix64(splitmix64(seeds.long()) ^ positions.long())  # [B]
+    top53 = _shr(bits, 11).to(torch.float64)  # 53 random bits: exact in fp64
+    return (top53 + 0.5) / float(1 << 53)
 
 
 def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -102,7 +105,9 @@ def sample(
         return tokens, logprobs
     tempered = logits / params.temperature
     filtered = _filter_top_k_top_p(tempered, params.top_k, params.top_p)
-    gumbel = -torch.log(-torch.log(uniform_noise(seeds, positions, logits.shape[-1])))
-    tokens = (filtered + gumbel).argmax(-1)
+    cdf = filtered.double().softmax(-1).cumsum(-1)  # [B, V]; excluded entries add 0
+    target = uniform_per_row(seeds, positions) * cdf[:, -1]  # [B]
+    tokens = torch.searchsorted(cdf, target[:, None], right=True)[:, 0]
+    tokens = tokens.clamp_(max=logits.shape[-1] - 1)  # target == total only by rounding
     logprobs = torch.log_softmax(tempered, -1).gather(-1, tokens[:, None])[:, 0]
     return tokens, logprobs
