@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kernels.fused_logprobs import fused_logprobs
 from kernels.rope_freqs import rope_inv_freq
 
 from .config import ModelConfig
@@ -61,9 +62,23 @@ class Transformer(nn.Module):
             x = block(x, cos, sin)
         return self.norm(x)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens: int64[B, T] -> logits [B, T, vocab] (causal; autograd on)."""
-        return self.lm_head(self.hidden_states(tokens, positions))
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None, *,
+                targets: torch.Tensor | None = None, temperature: float = 1.0):
+        """tokens: int64[B, T] -> logits [B, T, vocab] (causal; autograd on).
+
+        With ``targets: int64[B, T]`` it returns ``(logprobs, entropy)``, both fp32[B, T]:
+        the log-probability of each target under softmax(logits / temperature) and that
+        distribution's entropy, computed chunk by chunk without materialising the logits
+        (kernels/fused_logprobs.py). Training calls this form: under FSDP2 only a call of
+        the module itself gathers the head's weights, so the head must be used in here.
+        """
+        hidden = self.hidden_states(tokens, positions)
+        if targets is None:
+            return self.lm_head(hidden)
+        B, T = tokens.shape
+        weight = self.lm_head_weight.to(hidden.dtype)  # under bf16 autocast: a bf16 copy
+        logprobs, entropy = fused_logprobs(hidden.reshape(B * T, -1), weight, targets.reshape(B * T), temperature)
+        return logprobs.view(B, T), entropy.view(B, T)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

@@ -51,6 +51,22 @@ def test_hidden_states_feed_the_head(checkpoint):
         torch.testing.assert_close(h @ ours.lm_head_weight.T, ours(tokens), rtol=0, atol=0)
 
 
+def test_targets_give_token_logprobs_and_entropy(checkpoint):
+    """model(tokens, targets=...) is what training calls: the log-prob of each target and
+    the entropy, equal to log_softmax of the logits (tempered), with gradients."""
+    _, path, _ = checkpoint
+    ours, _ = load_model(path)
+    tokens, targets = _tokens(4), _tokens(5)
+    logits = ours(tokens).detach() / 0.7
+    logprobs, entropy = ours(tokens, targets=targets, temperature=0.7)
+    assert logprobs.shape == entropy.shape == (2, 23)
+    expected = logits.log_softmax(-1)
+    torch.testing.assert_close(logprobs, expected.gather(-1, targets[..., None])[..., 0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy, -(expected.exp() * expected).sum(-1), rtol=1e-5, atol=1e-5)
+    logprobs.sum().backward()
+    assert ours.embed_tokens.weight.grad is not None and ours.embed_tokens.weight.grad.abs().sum() > 0
+
+
 def test_save_then_transformers_loads_same_logits(checkpoint, tmp_path):
     family, path, _ = checkpoint
     ours, tok = load_model(path)
