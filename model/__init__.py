@@ -7,7 +7,7 @@
 
 from .config import ConfigError, ModelConfig
 from .embedded import EMBEDDED_NAME
-from .loading import build_model, load_model, save_pretrained
+from .loading import build_model, load_model, random_model, save_pretrained
 from .tokenizer import Tokenizer, TokenizerError
 from .transformer import Transformer
 from .vocab import add_tokens_with_mean_init
@@ -15,5 +15,6 @@ from .weights import WeightsError
 
 __all__ = [
     "EMBEDDED_NAME", "ConfigError", "ModelConfig", "Tokenizer", "TokenizerError", "Transformer",
-    "WeightsError", "add_tokens_with_mean_init", "build_model", "load_model", "save_pretrained",
+    "WeightsError", "add_tokens_with_mean_init", "build_model", "load_model", "random_model",
+    "save_pretrained",
 ]

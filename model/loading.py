@@ -37,6 +37,21 @@ def build_model(config: ModelConfig, dtype: torch.dtype = torch.float32, device=
     return model
 
 
+@torch.no_grad()
+def random_model(config: ModelConfig, seed: int, dtype: torch.dtype = torch.float32, device="cpu",
+                 std: float = 0.02) -> Transformer:
+    """A model of `config`'s shape with seeded random weights (norms at 1): for tests,
+    presets and profiling a shape whose weights are not at hand."""
+    model = build_model(config, dtype, device)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    for name, p in model.named_parameters():  # a tied head is the embedding: drawn once
+        if name.endswith("norm.weight"):
+            p.fill_(1.0)
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
 def load_model(
     name_or_path: str | Path = EMBEDDED_NAME, dtype: torch.dtype = torch.float32, device="cpu"
 ) -> tuple[Transformer, Tokenizer]:

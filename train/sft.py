@@ -1,0 +1,365 @@
+"""RFTT phase 1: the supervised warm-up on functional-token trajectories (paper §3.1).
+
+    python -m train.sft                                   # embedded SmolLM2 + arithmetic, ≤ 15 min on 2 CPU cores
+    python -m train.sft --preset tiny --out runs/tiny     # a tiny random model: seconds (tests)
+    python -m train.sft --model PATH --data math_train.jsonl --train-problems 1000 --epochs 10
+    python -m train.sft --data runs/sft/sft_data.jsonl    # train on SFT rows built earlier
+    torchrun --nproc_per_node=8 -m train.sft --model PATH # FSDP2: parameters sharded per block
+
+Top to bottom, a run does:
+
+1. **Data.** The prompt-driven tree search (rftt/prompt_search.py) runs on N training
+   problems: the model is *prompted* to clarify, analyse, pose a sub-question, take the
+   next step or answer directly, leaves are graded against the gold answer, and correct
+   and wrong paths are merged by cross-verification into tagged trajectories
+   (rftt/trajectories.py). The rows go to OUT/sft_data.jsonl and are reused on a rerun.
+   `--data` takes `arith` (the built-in generator, default), a MATH or GSM8K JSONL of
+   problems (searched the same way), a JSONL of SFT rows (`question`, `answer`,
+   `response`: trained on as they are), or `reference` (the problems' worked solutions
+   written as steps, no search; rftt/solution_steps.py).
+2. **Model.** Load it and add the 16 functional tokens, each initialised to the mean
+   embedding of the text it spells (model/vocab.py).
+3. **Greedy accuracy before** on held-out problems (train/accuracy.py).
+4. **Training.** Next-token loss on the response only (train/sequences.py), normalised by
+   the number of response tokens in the whole optimiser step across micro-batches and
+   ranks; AdamW (β = 0.9, 0.95, weight decay 0.1, as the paper), linear warm-up then
+   cosine decay, gradient clipping, accumulation, bf16 autocast on CUDA.
+5. **Export** a Hugging Face directory (OUT/final), then **greedy accuracy after** on the
+   same held-out problems; OUT/summary.json holds both.
+
+Everything that decides the rest of a run is checkpointed (model, optimiser, scheduler,
+step, RNG; the data order is a pure function of the seed), so a killed run started again
+with the same command resumes from its last checkpoint and ends with the same weights.
+OUT also gets metrics.jsonl (one line per step) and samples_before.jsonl /
+samples_after.jsonl (every held-out greedy generation, graded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
+from model.embedded import embedded_model_dir
+from rftt.data import DataError, Problem, generate_arithmetic, load_problems
+from rftt.solution_steps import reference_rows
+from rftt.tokens import add_functional_tokens
+from train.accuracy import greedy_accuracy
+from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
+from train.metrics import MetricsLog
+from train.schedule import make_scheduler
+from train.sequences import Sequence, collate, encode_sft_example
+
+# Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
+# pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
+PRESETS = {
+    "default": dict(model=EMBEDDED_NAME, data="arith", train_problems=48, eval_problems=100, rollouts=4,
+                    depth=4, max_step_tokens=64, epochs=3, batch_size=8, micro_batch_size=4, lr=5e-5,
+                    warmup_steps=5, eval_max_new_tokens=160, checkpoint_every=10),
+    "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2, depth=2,
+                 max_step_tokens=16, epochs=2, batch_size=4, micro_batch_size=2, lr=1e-3, warmup_steps=2,
+                 eval_max_new_tokens=24, checkpoint_every=2),
+}
+TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="defaults for the flags below")
+    p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random)")
+    p.add_argument("--data", help="'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows")
+    p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
+                   "(default: the arith test split, or a held-out slice of --data's file)")
+    p.add_argument("--out", default="runs/sft", help="run directory (checkpoints, data, export, metrics)")
+    p.add_argument("--train-problems", type=int, help="problems to search for SFT data")
+    p.add_argument("--eval-problems", type=int, help="held-out problems for greedy accuracy")
+    p.add_argument("--rollouts", type=int, help="search rollouts per problem (paper: 16)")
+    p.add_argument("--depth", type=int, help="most steps in a searched path (paper: 15)")
+    p.add_argument("--max-step-tokens", type=int, help="cap on a searched step's tokens (paper: 512)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="sequences per optimiser step, over all ranks")
+    p.add_argument("--micro-batch-size", type=int, help="sequences per forward pass on one rank")
+    p.add_argument("--lr", type=float, help="peak learning rate (paper: 7e-6 for 7B models)")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-max-new-tokens", type=int)
+    p.add_argument("--checkpoint-every", type=int, help="optimiser steps between checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--no-eval", action="store_true", help="skip greedy accuracy before and after")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="exit after this optimiser step's checkpoint, as if killed (to test resuming)")
+    args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for name in ("train_problems", "eval_problems", "rollouts", "depth", "max_step_tokens", "epochs",
+                 "batch_size", "micro_batch_size", "eval_max_new_tokens", "checkpoint_every"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.lr <= 0 or args.warmup_steps < 0:
+        p.error("--lr must be positive and --warmup-steps non-negative")
+    return args
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def load_base_model(name: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, Tokenizer]:
+    """The model to fine-tune, with the functional tokens added. `tiny`: a random 2-layer
+    model with the embedded tokenizer (no weights to download, trains in seconds)."""
+    if name == "tiny":
+        tok = Tokenizer.from_dir(embedded_model_dir())
+        config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
+                                            eos_token_id=tok.eos_token_id))
+        model = random_model(config, seed=seed, device=device)
+    else:
+        model, tok = load_model(name, device=device)
+    add_functional_tokens(model, tok)
+    return model, tok
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _is_sft_rows_file(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    return "response" in json.loads(line)
+                except json.JSONDecodeError:
+                    return False  # let the problem loaders report the bad line
+    return False
+
+
+def split_problems(args) -> tuple[list[Problem], list[Problem]]:
+    """(training problems, held-out problems). The generator's splits are disjoint by
+    construction; a file given for both is shuffled with the seed and split."""
+    source = "arith" if args.data == "reference" else args.data
+    eval_source = args.eval_data or ("arith" if source == "arith" else source)
+    if source == "arith":
+        train = generate_arithmetic(args.train_problems, "train", seed=args.seed)
+    else:
+        every = load_problems(source)
+        order = torch.randperm(len(every), generator=torch.Generator().manual_seed(args.seed)).tolist()
+        every = [every[i] for i in order]
+        held = args.eval_problems if eval_source == source else 0
+        if len(every) <= held:
+            raise DataError(source, len(every), "(file)", f"{len(every)} problems: too few to hold out {held} for evaluation")
+        train = every[held:held + args.train_problems]
+    if eval_source == "arith":
+        held_out = generate_arithmetic(args.eval_problems, "test", seed=args.seed)
+    elif eval_source == source:
+        held_out = every[:args.eval_problems]
+    else:
+        held_out = load_problems(eval_source)[:args.eval_problems]
+    return train, held_out
+
+
+def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem], is_main: bool) -> list[dict]:
+    """SFT rows: read from --data if it is a rows file, else from OUT/sft_data.jsonl if an
+    earlier run (or the killed one) built them, else built now by rank 0."""
+    from rftt.sft_data import build_sft_data, read_sft_jsonl, write_jsonl
+
+    if args.data not in ("arith", "reference") and _is_sft_rows_file(args.data):
+        return read_sft_jsonl(args.data)
+    cache = out / "sft_data.jsonl"
+    if not cache.is_file() and is_main:
+        if args.data == "reference":
+            rows, stats = reference_rows(train_problems), {"kind": "reference", "rows": len(train_problems)}
+        else:
+            print(f"searching {len(train_problems)} problems ({args.rollouts} rollouts, depth {args.depth}) ...",
+                  file=sys.stderr)
+            rows, stats = build_sft_data(model, tok, train_problems, rollouts=args.rollouts, max_depth=args.depth,
+                                         max_step_tokens=args.max_step_tokens, seed=args.seed, progress=True)
+        (out / "sft_data_stats.json").write_text(json.dumps(stats, indent=2, default=str))
+        write_jsonl(cache, rows)
+    barrier()
+    rows = read_sft_jsonl(cache)
+    if not rows:
+        raise SystemExit(f"{cache}: the search found no correct path on any of {len(train_problems)} problems; "
+                         "try more --rollouts or --train-problems, or --data reference")
+    return rows
+
+
+def data_order(num_rows: int, epochs: int, seed: int) -> list[int]:
+    """Row indices in training order: one seeded permutation per epoch. A pure function
+    of its arguments, so a resumed run knows which rows come next from the step alone."""
+    g = torch.Generator().manual_seed(seed)
+    return [i for _ in range(epochs) for i in torch.randperm(num_rows, generator=g).tolist()]
+
+
+def fingerprint(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------- training
+
+
+def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad_id: int, device,
+               world_size: int = 1) -> dict:
+    """One optimiser step over this rank's share of the step's sequences.
+
+    loss = -(sum of response-token log-probs) / (response tokens in the whole step, all
+    ranks): every token weighs the same however the step is cut into micro-batches and
+    ranks (a per-micro-batch mean would weigh short responses more; FIELD-NOTES). FSDP
+    averages gradients over ranks, so each rank's loss is scaled by the world size to
+    make that average the gradient of the sum.
+    """
+    micro = [sequences[i:i + args.micro_batch_size] for i in range(0, len(sequences), args.micro_batch_size)]
+    batches = [collate(m, pad_id).to(device) for m in micro]
+    local_tokens = torch.tensor(float(sum(b.num_loss_tokens for b in batches)), device=device)
+    total_tokens = all_reduce_sum(local_tokens).clamp(min=1.0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    loss_sum = torch.zeros((), device=device)
+    for batch in batches:
+        with autocast:
+            logprobs, _ = model(batch.inputs, targets=batch.targets)  # fp32[B, T]
+        loss = -(logprobs * batch.loss_mask).sum() / total_tokens
+        (loss * world_size).backward()
+        loss_sum += loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+    if torch.isfinite(grad_norm):
+        optimizer.step()
+    else:  # a NaN/inf gradient would poison AdamW's moments for good: skip the step
+        print(f"warning: non-finite gradient norm {float(grad_norm)}; step skipped", file=sys.stderr)
+    optimizer.zero_grad(set_to_none=True)
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    return {"loss": float(all_reduce_sum(loss_sum)), "grad_norm": float(grad_norm), "lr": lr,
+            "tokens": int(total_tokens)}
+
+
+def export(model, tok, path: Path, info) -> None:
+    """A Hugging Face directory of the trained model (full weights gathered on rank 0)."""
+    if info.distributed:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if info.is_main:
+            plain = random_model(model.config, seed=0)  # shape only: overwritten next
+            plain.load_state_dict(full)
+            save_pretrained(plain, tok, path)
+    else:
+        save_pretrained(model, tok, path)
+    barrier()
+
+
+def evaluate(model_or_path, tok, problems, args, device, stage: str, out: Path) -> float:
+    model = load_model(model_or_path, device=device)[0] if isinstance(model_or_path, Path) else model_or_path
+    model.eval()
+    accuracy, records = greedy_accuracy(model, tok, problems, args.eval_max_new_tokens, desc=f"eval {stage}")
+    with (out / f"samples_{stage}.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return accuracy
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    info = init_distributed(args.device)
+    device = info.device
+    torch.manual_seed(args.seed + info.rank)
+    out = Path(args.out)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    barrier()
+    summary_path = out / "summary.json"
+    started = time.time()
+
+    model, tok = load_base_model(args.model, device, args.seed)
+    train_problems, held_out = split_problems(args)
+    rows = build_or_load_rows(args, out, model, tok, train_problems, info.is_main)
+    sequences = [encode_sft_example(tok, r["question"], r["response"]) for r in rows]
+    order = data_order(len(sequences), args.epochs, args.seed)
+    total_steps = math.ceil(len(order) / args.batch_size)
+
+    # Greedy accuracy before training: once per run directory (a resume reads it back).
+    before_path = out / "accuracy_before.json"
+    if not args.no_eval and info.is_main and not before_path.is_file():
+        before_path.write_text(json.dumps({"accuracy": evaluate(model, tok, held_out, args, device, "before", out)}))
+    barrier()
+
+    model.train()
+    model = shard_model(model, info)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # norms and biases
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    scheduler = make_scheduler(optimizer, args.warmup_steps, total_steps)
+
+    step = 0
+    latest = find_latest(out)
+    if latest is not None:
+        state = load_checkpoint(latest, model, optimizer, info)
+        if state.get("data_fingerprint") != fingerprint(rows):
+            raise SystemExit(f"{latest}: written for other SFT data than {out / 'sft_data.jsonl'}; "
+                             "use a new --out or delete the checkpoints")
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        if info.is_main:
+            print(f"resuming from {latest} (step {step} of {total_steps})", file=sys.stderr)
+    metrics = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, resume_step=step)
+
+    bar = tqdm(total=total_steps, initial=step, desc="sft", unit="step", disable=not info.is_main)
+    while step < total_steps:
+        t0 = time.time()
+        ids = order[step * args.batch_size:(step + 1) * args.batch_size]
+        mine = [sequences[i] for i in ids[info.rank::info.world_size]]  # this rank's share
+        stats = train_step(model, optimizer, scheduler, mine, args, tok.eos_token_id, device, info.world_size)
+        step += 1
+        stats.update(step=step, epoch=round(step * args.batch_size / len(sequences), 3),
+                     tokens_per_s=round(stats["tokens"] / (time.time() - t0), 1))
+        metrics.log(**stats)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.1e}")
+        bar.update(1)
+        if step % args.checkpoint_every == 0 or step == total_steps:
+            save_checkpoint(out, step, model, optimizer,
+                            {"scheduler": scheduler.state_dict(), "data_fingerprint": fingerprint(rows),
+                             "total_steps": total_steps}, info)
+            if args.stop_after is not None and step >= args.stop_after:
+                bar.close()
+                shutdown()
+                os._exit(3)  # as abrupt as a kill: nothing after the checkpoint runs
+    bar.close()
+
+    final = out / "final"
+    export(model, tok, final, info)
+    summary = {"steps": total_steps, "sft_rows": len(rows), "kinds": _count_kinds(rows),
+               "train_problems": len(train_problems), "eval_problems": len(held_out), "export": str(final)}
+    if not args.no_eval and info.is_main:
+        summary["accuracy_before"] = json.loads(before_path.read_text())["accuracy"]
+        summary["accuracy_after"] = evaluate(final, tok, held_out, args, device, "after", out)
+    summary["wall_s_this_process"] = round(time.time() - started, 1)
+    if info.is_main:
+        summary_path.write_text(json.dumps(summary, indent=2))
+        print(json.dumps(summary))
+    shutdown()
+    return summary
+
+
+def _count_kinds(rows: list[dict]) -> dict:
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[r.get("kind", "?")] = kinds.get(r.get("kind", "?"), 0) + 1
+    return kinds
+
+
+if __name__ == "__main__":
+    main()
