@@ -55,6 +55,14 @@ of a large device-to-device copy measured in the same run (bytes read + written)
 Sampling and Python overhead are inside the decode time: this is what a user gets.
 
 `--profile PATH` writes a torch profiler chrome trace of one extra (untimed) shared run.
+
+CPU threads: on CPU the default is ONE torch thread (--threads N to change it; the JSON
+says which). Measured on the 2-core sandbox this was written on, shared with other jobs
+(bench/RESULTS.md): with torch's default of 2 threads the same run took 13.5 minutes
+instead of 2, and the engine's many small per-layer ops suffered most (shared 19x
+slower, HF generate's large batched matmuls 2.6x): OpenMP threads wait on each other
+when the cores are oversubscribed. On an idle many-core CPU more threads help the large
+matmuls (unshared, HF) more than the shared engine; pass --threads to measure that.
 """
 
 from __future__ import annotations
@@ -352,7 +360,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                         help="default: bfloat16 on CUDA, float32 on CPU")
     parser.add_argument("--threads", type=_positive, default=None,
-                        help="CPU threads for torch (torch.set_num_threads; default: torch's own)")
+                        help="torch CPU threads (default on CPU: 1, see the module docstring; on CUDA: torch's own)")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     parser.add_argument("--profile", metavar="PATH", default=None,
                         help="write a torch profiler chrome trace of a shared run to PATH")
@@ -390,6 +398,8 @@ def main(argv: list[str] | None = None) -> dict:
     """Runs the benchmark; prints a table (or, with --json, a JSON last line); returns the dict."""
     args = parse_args(argv)
     threads = torch.get_num_threads()
+    if args.threads is None and args.device.type == "cpu":
+        args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -19,18 +19,20 @@ HAS_HF = importlib.util.find_spec("transformers") is not None
 
 # P=2 trees, b=2, d=2, L=3, prompt 8 shared + 16 per-problem ids = 24 tokens.
 TINY = ["--config", "tiny", "--problems", "2", "--branching", "2", "--depth", "2",
-        "--step-tokens", "3", "--prompt-tokens", "8", "--seed", "5", "--threads", "1"]
+        "--step-tokens", "3", "--prompt-tokens", "8", "--seed", "5"]  # CPU: 1 thread by default
 
 
 def test_json_report(capsys):
+    threads = torch.get_num_threads()
     result = rt.main(TINY + ["--json"])
+    assert torch.get_num_threads() == threads  # main() restores the thread count
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
     assert report == json.loads(json.dumps(result))
     for key in ("device", "model", "tokens_per_s_shared", "tokens_per_s_unshared", "tokens_per_s_hf",
                 "kv_bytes_unique", "kv_bytes_logical"):
         assert key in report
-    assert report["device"] == "cpu" and "tiny" in report["model"]
+    assert report["device"] == "cpu" and "tiny" in report["model"] and report["cpu_threads"] == 1
     assert "achieved_bw_fraction" not in report  # CUDA only
     for key in ("tokens_per_s_shared", "tokens_per_s_unshared"):
         assert isinstance(report[key], float) and report[key] > 0
@@ -80,9 +82,14 @@ def test_sharing_on_and_off_generate_the_same_tree():
     model = random_model(config, seed=3).eval()
     w = rt.make_workload(config.vocab_size, problems=2, branching=3, depth=2, step_tokens=4,
                          prompt_tokens=8, seed=7)
-    with torch.inference_mode():
-        on = rt.rollout_tokens(model, w, share=True)
-        off = rt.rollout_tokens(model, w, share=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster on a busy CPU
+    try:
+        with torch.inference_mode():
+            on = rt.rollout_tokens(model, w, share=True)
+            off = rt.rollout_tokens(model, w, share=False)
+    finally:
+        torch.set_num_threads(threads)
     assert len(on) == w.leaves == 18
     assert all(len(t) == w.prompt_len + 2 * 4 for t in on)
     assert on == off
