@@ -50,11 +50,15 @@ from .steps import ROOT, SFT_CHILDREN, Step, is_terminal
 _TAG_LIKE = re.compile(r"</?[a-z_]+>")
 
 
-def step_caps(max_step_tokens: int) -> dict[str, int]:
+def step_caps(max_step_tokens: int, direct_answer_tokens: int | None = None) -> dict[str, int]:
     """Per-function token caps: the release's (512; sub-question 256 per half; direct answer
-    4096) scaled by max_step_tokens / 512, so a direct answer keeps 8x a step's room."""
+    4096) scaled by max_step_tokens / 512, so a direct answer keeps 8x a step's room unless
+    `direct_answer_tokens` says otherwise (on a CPU the direct answers dominate the time)."""
     scale = max_step_tokens / 512
-    return {f: max(1, round(STEP_CAPS[f] * scale)) for f in SFT_CHILDREN[ROOT]}
+    caps = {f: max(1, round(STEP_CAPS[f] * scale)) for f in SFT_CHILDREN[ROOT]}
+    if direct_answer_tokens is not None:
+        caps["direct_answer"] = max(1, direct_answer_tokens)
+    return caps
 
 
 def clean_content(text: str) -> str:
@@ -90,9 +94,10 @@ class PromptDrivenEnv:
     """An mcts.Environment for phase 1; one root per problem (make them with `roots`)."""
 
     def __init__(self, engine: Engine, tokenizer, sampling: SamplingParams = SamplingParams(temperature=0.7),
-                 max_step_tokens: int = 512, seed: int = 0, direct_answer_last: bool = False):
+                 max_step_tokens: int = 512, seed: int = 0, direct_answer_last: bool = False,
+                 direct_answer_tokens: int | None = None):
         self.engine, self.tok, self.sampling = engine, tokenizer, sampling
-        self.caps = step_caps(max_step_tokens)
+        self.caps = step_caps(max_step_tokens, direct_answer_tokens)
         self.direct_answer_last = direct_answer_last
         eos = tokenizer.eos_token_id
         self.eos_ids = {eos} if eos is not None else set()

@@ -74,6 +74,7 @@ def test_step_caps_scale_with_max_step_tokens():
                               "direct_answer": 4096}
     caps = step_caps(64)
     assert caps["clarify"] == 64 and caps["subquestion"] == 32 and caps["direct_answer"] == 512
+    assert step_caps(64, direct_answer_tokens=100)["direct_answer"] == 100
 
 
 def test_clean_content_removes_anything_tag_like():
