@@ -42,12 +42,13 @@ from search.sampling import SamplingParams
 from .data import Problem
 from .functional_search import STEP_CAPS
 from .grading import extract_answer, is_equiv
-from .sft_prompts import SUBQUESTION_ANSWER_PREFIX, step_prompt
+from .sft_prompts import FORCED_ANSWER_PREFIX, SUBQUESTION_ANSWER_PREFIX, step_prompt
 from .steps import ROOT, SFT_CHILDREN, Step, is_terminal
 
 # Anything the step parser would read as a tag (rftt/steps.py, _TAG): removed from model
 # text so that format_step never raises and the SFT data parses back cleanly.
 _TAG_LIKE = re.compile(r"</?[a-z_]+>")
+FORCED_ANSWER_TOKENS = 12  # room for the answer inside a forced \boxed{ (force_answer)
 
 
 def step_caps(max_step_tokens: int, direct_answer_tokens: int | None = None) -> dict[str, int]:
@@ -95,14 +96,21 @@ class PromptDrivenEnv:
 
     def __init__(self, engine: Engine, tokenizer, sampling: SamplingParams = SamplingParams(temperature=0.7),
                  max_step_tokens: int = 512, seed: int = 0, direct_answer_last: bool = False,
-                 direct_answer_tokens: int | None = None):
+                 direct_answer_tokens: int | None = None, force_answer: bool = False):
         self.engine, self.tok, self.sampling = engine, tokenizer, sampling
         self.caps = step_caps(max_step_tokens, direct_answer_tokens)
         self.direct_answer_last = direct_answer_last
         eos = tokenizer.eos_token_id
         self.eos_ids = {eos} if eos is not None else set()
         # Tokens whose text holds a newline end the question half of a sub-question.
-        self.newline_ids = {i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])}
+        texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        self.newline_ids = {i for i, t in enumerate(texts) if "\n" in t}
+        # force_answer: a direct answer that gave no boxed answer gets "So the answer is
+        # \boxed{" forced after it and up to FORCED_ANSWER_TOKENS more tokens, to a "}".
+        # Not in the paper: a small model (SmolLM2-135M) almost never boxes on its own, and
+        # without boxed answers phase 1 finds no correct path at all. Off by default.
+        self.force_answer = force_answer
+        self.close_brace_ids = {i for i, t in enumerate(texts) if "}" in t}
         self._seed = seed * 1_000_003
         self.steps_generated = 0
         self.tokens_generated = 0
@@ -146,6 +154,8 @@ class PromptDrivenEnv:
     # ---- generation ---------------------------------------------------------------------
     def _slots_needed(self, function: str) -> int:
         extra = self.caps[function] + len(self.tok.encode(SUBQUESTION_ANSWER_PREFIX)) if function == "subquestion" else 0
+        if function == "direct_answer" and self.force_answer:
+            extra = len(self.tok.encode(FORCED_ANSWER_PREFIX)) + FORCED_ANSWER_TOKENS
         return self.caps[function] + extra
 
     def _chunks(self, prompts: list[list[int]], gen_slots: list[int]) -> list[list[int]]:
@@ -207,6 +217,8 @@ class PromptDrivenEnv:
                 sub_starts = self._decode_grouped(sub_branches, [self.caps["subquestion"]] * len(second), [eos] * len(second))
                 for i, b, s in zip(second, sub_branches, sub_starts):
                     answers[i] = self._new_text(b, s)
+            if self.force_answer:
+                self._force_answers(nodes, branches, texts)
             for i, (node, branch) in enumerate(zip(nodes, branches)):
                 text, stop = texts[i]
                 if node.action == "subquestion":
@@ -223,6 +235,22 @@ class PromptDrivenEnv:
         finally:
             for b in branches:  # each step's prompt is private: free its KV now
                 self.engine.tree.prune(b.node)
+
+    def _force_answers(self, nodes, branches, texts) -> None:
+        """Appends a forced "So the answer is \\boxed{...}" to unanswered direct answers."""
+        todo = [i for i, n in enumerate(nodes) if n.action == "direct_answer" and extract_answer(texts[i][0]) is None]
+        if not todo:
+            return
+        self.engine.extend([branches[i] for i in todo], [self.tok.encode(FORCED_ANSWER_PREFIX)] * len(todo))
+        sub = [branches[i] for i in todo]
+        starts = self._decode_grouped(sub, [FORCED_ANSWER_TOKENS] * len(todo),
+                                      [frozenset(self.close_brace_ids | self.eos_ids)] * len(todo))
+        for i, b, s in zip(todo, sub, starts):
+            answer, _ = self._new_text(b, s)
+            answer = answer.split("}")[0].strip()
+            if answer and "{" not in answer and "\n" not in answer:
+                text, stop = texts[i]
+                texts[i] = (f"{text.rstrip()}{FORCED_ANSWER_PREFIX}{answer}}}.", stop)
 
     def complete(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
         """Free-form completions (e.g. cross-verification), batched and freed like steps."""

@@ -58,6 +58,8 @@ ASSISTANT_PREFIX: dict[str, str] = {
     "direct_answer": "",
 }
 SUBQUESTION_ANSWER_PREFIX = "\nAnswer:"
+# Forced after a direct answer that boxed nothing, when the search is told to (force_answer).
+FORCED_ANSWER_PREFIX = "\nSo the answer is \\boxed{"
 
 VERIFY_INSTRUCTION = (
     "Both attempts above continue the same existing steps. Attempt A reaches a wrong answer; "

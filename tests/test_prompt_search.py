@@ -98,7 +98,7 @@ PROBLEMS = [Problem("What is 2 + 3?", "5", source_id="p0"), Problem("What is 3 +
 def _search(tiny, seed=0, rollouts=3, max_depth=3, **kw):
     model, tok = tiny
     engine = Engine(model, num_slots=8192)
-    env = PromptDrivenEnv(engine, tok, SamplingParams(temperature=0.7), max_step_tokens=8, seed=seed, **kw)
+    env = PromptDrivenEnv(engine, tok, SamplingParams(temperature=0.7), max_step_tokens=4, seed=seed, **kw)
     roots = env.roots(PROBLEMS)
     search(roots, env, rollouts=rollouts, max_depth=max_depth)
     return env, roots
@@ -190,3 +190,22 @@ def test_complete_and_chunking_respect_the_pool(tiny):
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     env.engine.tree.check_invariants()
     assert env.engine.pool.num_used == 0
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_force_answer_boxes_an_unanswered_direct_answer(tiny, monkeypatch, force):
+    model, tok = tiny
+    # the step itself reads "It is five."; what is decoded after the forced "\boxed{" reads "5} ..."
+    monkeypatch.setattr(PromptDrivenEnv, "_new_text",
+                        lambda self, branch, start: ("5} and more", "length") if start > 0 else ("It is five.", "eos"))
+    env = PromptDrivenEnv(Engine(model, num_slots=8192), tok, max_step_tokens=4, force_answer=force)
+    (root,) = env.roots(PROBLEMS[:1])
+    node = TreeNode("direct_answer", root, depth=1)
+    root.children = [node]
+    env.generate([node])
+    (reward,) = env.reward([node])
+    if force:
+        assert node.state.step.content == "It is five.\nSo the answer is \\boxed{5}." and reward == 1.0
+    else:
+        assert node.state.step.content == "It is five." and reward == 0.0
+    assert node.terminal and env.engine.pool.num_used == 0
