@@ -33,7 +33,7 @@ from .sft_prompts import verify_prompt
 from .steps import parse_steps
 from .trajectories import MergePlan, build_trajectories, validate_steps
 
-KINDS = ("correct", "verified")
+KINDS = ("correct", "verified", "reference")  # reference: a worked solution (rftt/solution_steps.py)
 
 
 def default_num_slots(num_problems: int, max_depth: int, max_step_tokens: int) -> int:
@@ -121,18 +121,21 @@ def validate_row(row: dict, path: str = "<rows>", line: int = 0) -> None:
         _require(name in row, path, line, name, "missing")
         _require(isinstance(row[name], str), path, line, name, f"expected a string, got {type(row[name]).__name__}")
         _require(bool(row[name].strip()), path, line, name, "empty")
-    _require(row.get("kind") in KINDS, path, line, "kind", f"expected one of {KINDS}, got {row.get('kind')!r}")
-    source = row.get("source")
-    _require(isinstance(source, dict), path, line, "source", "missing or not an object")
-    _require(isinstance(source.get("source_id"), str), path, line, "source.source_id", "expected a string")
-    _require(isinstance(source.get("path"), list) and all(isinstance(f, str) for f in source["path"]),
-             path, line, "source.path", "expected a list of function names")
-    wrong = source.get("wrong_path")
-    _require(wrong is None or (isinstance(wrong, list) and all(isinstance(f, str) for f in wrong)),
-             path, line, "source.wrong_path", "expected null or a list of function names")
-    reward = source.get("leaf_reward")
-    _require(isinstance(reward, (int, float)) and not isinstance(reward, bool), path, line,
-             "source.leaf_reward", "expected a number")
+    # `kind` and `source` say where a row came from; rows written by other tools may lack them.
+    if "kind" in row:
+        _require(row["kind"] in KINDS, path, line, "kind", f"expected one of {KINDS}, got {row['kind']!r}")
+    if "source" in row:
+        source = row["source"]
+        _require(isinstance(source, dict), path, line, "source", "expected an object")
+        _require(isinstance(source.get("source_id"), str), path, line, "source.source_id", "expected a string")
+        _require(isinstance(source.get("path"), list) and all(isinstance(f, str) for f in source["path"]),
+                 path, line, "source.path", "expected a list of function names")
+        wrong = source.get("wrong_path")
+        _require(wrong is None or (isinstance(wrong, list) and all(isinstance(f, str) for f in wrong)),
+                 path, line, "source.wrong_path", "expected null or a list of function names")
+        reward = source.get("leaf_reward")
+        _require(reward is None or (isinstance(reward, (int, float)) and not isinstance(reward, bool)), path, line,
+                 "source.leaf_reward", "expected a number or null")
     parsed = parse_steps(row["response"])
     _require(parsed.ok, path, line, "response",
              "not parseable as functional steps: " + "; ".join(f"{p.kind}: {p.detail}" for p in parsed.problems[:3]))

@@ -15,7 +15,8 @@ step, highest mean step value (MCTS Q of the nodes on the path).
 
 Every response is checked before it is kept (``validate_steps``): it must parse back into
 exactly its steps, follow rftt.steps.RL_TRANSITIONS from the root to <output> (what the
-RL phase and inference will allow), and end with the right boxed answer. Anything else is
+RL phase and inference will allow; SFT_DATA_TRANSITIONS adds root -> direct_answer), and
+end with the right boxed answer. Anything else is
 dropped and counted, never emitted.
 
 Everything here works on plain data (TreeNodes whose state holds a Step, lists of Steps),
@@ -48,10 +49,16 @@ def output_step(answer: str) -> Step:
     return Step("output", f"The answer is \\boxed{{{answer}}}.")
 
 
+# SFT data follows the RL table (so RL continues what SFT taught), except that a path may
+# open with a direct answer: the phase-1 search offers it at the root (SFT_CHILDREN), and
+# for a small model that is where most correct leaves are. RL's root never offers it.
+SFT_DATA_TRANSITIONS = {**RL_TRANSITIONS, ROOT: RL_TRANSITIONS[ROOT] + ("direct_answer",)}
+
+
 def transitions_ok(functions: Sequence[str], start: str = ROOT) -> bool:
     prev = start
     for f in functions:
-        if f not in RL_TRANSITIONS.get(prev, ()):
+        if f not in SFT_DATA_TRANSITIONS.get(prev, ()):
             return False
         prev = f
     return True

@@ -95,7 +95,7 @@ def _write(path, rows):
     (dict(ROW, answer=5), "answer"),
     (dict(ROW, kind="other"), "kind"),
     (dict(ROW, source=dict(ROW["source"], path="next_step")), "source.path"),
-    (dict(ROW, source=dict(ROW["source"], leaf_reward=None)), "source.leaf_reward"),
+    (dict(ROW, source=dict(ROW["source"], leaf_reward="high")), "source.leaf_reward"),
     (dict(ROW, response="2 + 3 = 5"), "response"),  # not steps
     (dict(ROW, response="<next_step>\nSo the answer is \\boxed{5}.\n</next_step>\n"), "response"),  # no output
     (dict(ROW, response="<clarify>\n5\n</clarify>\n<output>\n\\boxed{5}\n</output>\n"), "response"),  # transition

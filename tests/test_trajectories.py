@@ -54,13 +54,16 @@ def test_longest_path_then_shortest_final_step_then_best_value():
     assert choose_correct_leaf(r) is high and low is not high
 
 
-def test_no_correct_leaf_and_root_direct_answer_is_not_a_plain_path():
+def test_no_correct_leaf_and_root_direct_answer_is_a_plain_path():
     r = root()
     add(r, "next_step", WRONG, reward=0.0)
     assert choose_correct_leaf(r) is None
-    only = add(r, "direct_answer", RIGHT, reward=1.0)  # root -> direct_answer: not an RL transition
-    assert choose_correct_leaf(r) is None
-    assert choose_correct_leaf(r, plain=False) is only
+    # root -> direct_answer: not an RL transition, but SFT data may open with it (the
+    # phase-1 search offers it at the root); verify -> ... never follows it from the root
+    only = add(r, "direct_answer", RIGHT, reward=1.0)
+    assert choose_correct_leaf(r) is only
+    assert validate_steps([Step("direct_answer", RIGHT), Step("output", "The answer is \\boxed{5}.")], "5") == []
+    assert validate_steps([Step("verify", "No."), Step("output", "The answer is \\boxed{5}.")], "5") != []
 
 
 # ---- choosing the wrong path -----------------------------------------------------------
@@ -149,7 +152,7 @@ def test_validation_rejects_bad_data():
     out = Step("output", "The answer is \\boxed{5}.")
     assert validate_steps([Step("next_step", RIGHT), out], GOLD) == []
     assert any("transitions" in p for p in validate_steps([Step("clarify", "Ann has 3."), out], GOLD))
-    assert any("transitions" in p for p in validate_steps([Step("direct_answer", RIGHT), out], GOLD))  # not from root
+    assert any("transitions" in p for p in validate_steps([Step("analysis", "Add."), Step("clarify", "Ann."), out], GOLD))
     assert any("gold" in p for p in validate_steps([Step("next_step", WRONG), Step("output", "\\boxed{6}")], GOLD))
     assert any("output step" in p for p in validate_steps([Step("next_step", RIGHT)], GOLD))
     assert any(p.startswith("format") for p in validate_steps([Step("next_step", "<verify> 5"), out], GOLD))

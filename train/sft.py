@@ -64,12 +64,13 @@ from train.sequences import Sequence, collate, encode_sft_example
 # Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
 # pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
 PRESETS = {
-    "default": dict(model=EMBEDDED_NAME, data="arith", train_problems=48, eval_problems=100, rollouts=4,
-                    depth=4, max_step_tokens=64, epochs=3, batch_size=8, micro_batch_size=4, lr=5e-5,
-                    warmup_steps=5, eval_max_new_tokens=160, checkpoint_every=10),
+    "default": dict(model=EMBEDDED_NAME, data="arith", train_problems=16, eval_problems=50, rollouts=4,
+                    depth=3, max_step_tokens=48, direct_answer_tokens=128, force_answer=True, epochs=3,
+                    batch_size=4, micro_batch_size=2, lr=2e-5, warmup_steps=3, eval_max_new_tokens=256,
+                    checkpoint_every=5),
     "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2, depth=2,
-                 max_step_tokens=16, epochs=2, batch_size=4, micro_batch_size=2, lr=1e-3, warmup_steps=2,
-                 eval_max_new_tokens=24, checkpoint_every=2),
+                 max_step_tokens=16, direct_answer_tokens=32, force_answer=False, epochs=2, batch_size=4,
+                 micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24, checkpoint_every=2),
 }
 TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True)
@@ -89,6 +90,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rollouts", type=int, help="search rollouts per problem (paper: 16)")
     p.add_argument("--depth", type=int, help="most steps in a searched path (paper: 15)")
     p.add_argument("--max-step-tokens", type=int, help="cap on a searched step's tokens (paper: 512)")
+    p.add_argument("--direct-answer-tokens", type=int, help="cap on a searched direct answer (paper: 4096)")
+    p.add_argument("--force-answer", action=argparse.BooleanOptionalAction, default=None,
+                   help="search: after a direct answer without \\boxed{}, force 'So the answer is \\boxed{' "
+                        "(not in the paper; a 135M model almost never boxes on its own; default on for the "
+                        "embedded default)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="sequences per optimiser step, over all ranks")
     p.add_argument("--micro-batch-size", type=int, help="sequences per forward pass on one rank")
@@ -107,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for name in ("train_problems", "eval_problems", "rollouts", "depth", "max_step_tokens", "epochs",
+    for name in ("train_problems", "eval_problems", "rollouts", "depth", "max_step_tokens", "direct_answer_tokens", "epochs",
                  "batch_size", "micro_batch_size", "eval_max_new_tokens", "checkpoint_every"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -186,7 +192,9 @@ def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem
             print(f"searching {len(train_problems)} problems ({args.rollouts} rollouts, depth {args.depth}) ...",
                   file=sys.stderr)
             rows, stats = build_sft_data(model, tok, train_problems, rollouts=args.rollouts, max_depth=args.depth,
-                                         max_step_tokens=args.max_step_tokens, seed=args.seed, progress=True)
+                                         max_step_tokens=args.max_step_tokens, seed=args.seed, progress=True,
+                                         direct_answer_tokens=args.direct_answer_tokens,
+                                         force_answer=args.force_answer)
         (out / "sft_data_stats.json").write_text(json.dumps(stats, indent=2, default=str))
         write_jsonl(cache, rows)
     barrier()
