@@ -75,7 +75,12 @@ class Transformer(nn.Module):
         hidden = self.hidden_states(tokens, positions)
         if targets is None:
             return self.lm_head(hidden)
-        B, T = tokens.shape
+        return self.token_logprobs(hidden, targets, temperature)
+
+    def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0):
+        """hidden: [B, T, H] (from hidden_states); targets: int64[B, T] -> fp32 (logprobs,
+        entropy), each [B, T]. Call from inside a module's forward (see `forward`)."""
+        B, T = targets.shape
         weight = self.lm_head_weight.to(hidden.dtype)  # under bf16 autocast: a bf16 copy
         logprobs, entropy = fused_logprobs(hidden.reshape(B * T, -1), weight, targets.reshape(B * T), temperature)
         return logprobs.view(B, T), entropy.view(B, T)

@@ -25,7 +25,7 @@ from search.mcts import TreeNode
 from search.sampling import SamplingParams
 
 from .grading import extract_answer
-from .rewards import outcome_reward
+from .rewards import RewardFn, outcome_reward
 from .steps import RL_TRANSITIONS, ROOT, Step, is_terminal
 from .tokens import CLOSE_TAGS, FUNCTIONS, close_tag, open_tag
 
@@ -45,13 +45,14 @@ class FunctionalTokenEnv:
     """An mcts.Environment over one engine; one root per problem (make with `roots`)."""
 
     def __init__(self, engine: Engine, tokenizer, sampling: SamplingParams, max_step_tokens: int = 512,
-                 golds: list[str | None] | None = None, seed: int = 0):
+                 golds: list[str | None] | None = None, seed: int = 0, reward_fn: RewardFn = outcome_reward):
         missing = [t for t in (open_tag(f) for f in FUNCTIONS) if tokenizer.token_to_id(t) is None]
         if missing:
             raise ValueError(f"the tokenizer lacks functional tokens {missing}: call rftt.tokens.add_functional_tokens first")
         self.engine, self.tok, self.sampling = engine, tokenizer, sampling
         self.max_step_tokens = max_step_tokens
         self.golds = golds
+        self.reward_fn = reward_fn  # (response text, gold) -> float; the paper's outcome reward by default
         self.open_ids = {f: tokenizer.token_to_id(open_tag(f)) for f in FUNCTIONS}
         self.close_ids = {tokenizer.token_to_id(t) for t in CLOSE_TAGS}
         # Any functional token ends a step's decoding: only its own closing tag ends it
@@ -127,7 +128,7 @@ class FunctionalTokenEnv:
             text = self.text(leaf)
             gold = self.golds[self._problem_of[id(leaf.path()[0])]] if self.golds else None
             if gold is not None:
-                rewards.append(outcome_reward(text, gold))
+                rewards.append(self.reward_fn(text, gold))
             else:  # inference without a gold answer: value a path by whether it answers
                 rewards.append(1.0 if extract_answer(text) is not None else 0.0)
         return rewards

@@ -66,17 +66,19 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float =
     return returns * mask
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked entries of the whole batch."""
-    n = mask.sum().clamp(min=1)
-    mean = (values * mask).sum() / n
-    var = (((values - mean) * mask) ** 2).sum() / n
+def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8, reduce=None) -> torch.Tensor:
+    """(x - mean) / std over the masked entries of the whole batch. `reduce` sums a tensor
+    over ranks (train/distributed.py all_reduce_sum) so the batch is every rank's."""
+    reduce = reduce or (lambda t: t)
+    n = reduce(mask.sum()).clamp(min=1)
+    mean = reduce((values * mask).sum()) / n
+    var = reduce((((values - mean) * mask) ** 2).sum()) / n
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
-def reinforce_plus_plus(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+def reinforce_plus_plus(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, reduce=None) -> torch.Tensor:
     """Advantages = whitened returns over the batch; returns the advantages [B, T]."""
-    return whiten(discounted_returns(rewards, mask, gamma), mask)
+    return whiten(discounted_returns(rewards, mask, gamma), mask, reduce=reduce)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,

@@ -52,8 +52,9 @@ def init_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world_size, local_rank, dev)
 
 
-def shard_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
-    """FSDP2: shard each Block, then the root. A no-op in a single process."""
+def shard_model(model: torch.nn.Module, info: DistInfo, blocks=None) -> torch.nn.Module:
+    """FSDP2: shard each Block (`blocks`, default `model.layers`), then the root. A no-op
+    in a single process."""
     if not info.distributed:
         return model
     from torch.distributed.device_mesh import init_device_mesh
@@ -64,7 +65,7 @@ def shard_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     else:
         policy = MixedPrecisionPolicy()
-    for block in model.layers:
+    for block in model.layers if blocks is None else blocks:
         fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
@@ -75,6 +76,13 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     if dist.is_initialized():
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
+    value = value.clone()
+    if dist.is_initialized():
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return value
 
 

@@ -1,0 +1,433 @@
+"""RFTT phase 2: online RL with functional-token MCTS rollouts (paper §3.3).
+
+    python -m train.ppo                                  # from runs/sft/final (or the embedded model), CPU ≤ 15 min
+    python -m train.ppo --preset tiny --out runs/tiny    # a tiny random model: seconds (tests)
+    python -m train.ppo --model runs/sft/final --estimator gae --iterations 200
+    torchrun --nproc_per_node=8 -m train.ppo ...         # rollouts data-parallel, FSDP2 training
+
+One iteration, top to bottom (each numbered block in `main` below is one of these):
+
+1. **Draw problems** — a seeded slice of the training problems; under torchrun each rank
+   takes its share.
+2. **Roll out** — functional-token MCTS in the engine (train/rollouts.py): the tree
+   branches on which functional token comes next, ranked by the policy's own probability
+   of each allowed tag; each step's text is sampled from the policy. Every distinct
+   root-to-leaf path is one sample (the paper's 16 rollouts a problem = 16 paths).
+3. **Score** — the outcome reward of each leaf: 1 correct, 0.1 answered but wrong, 0 no
+   answer (rftt/rewards.py; `reward_fn` replaces it).
+4. **Old and reference log-probs** — one forward of the policy and one of the frozen
+   reference (the model we started from) over every sample, through the fused log-prob
+   kernel (no [tokens, vocab] logits); with GAE also the critic's values.
+5. **Per-token rewards and advantages** (train/advantages.py) — REINFORCE++ (the paper's
+   default): r_t = -β·KL_t + [t last]·reward, returns with γ = 1, whitened over the batch.
+   GAE (a value head, zero-initialised) or GRPO (rewards normalised within each problem's
+   group; KL as a k3 loss term) on request.
+6. **PPO-clip update** (train/ppo_loss.py) — ε = 0.2 over mini- and micro-batches, the loss
+   summed over tokens and divided by the token count of the whole mini-batch across
+   micro-batches and ranks; gradient clipping at 1.0.
+7. **Bump the weight version** — the engine's cached KV came from the old weights; it is
+   dropped so no rollout ever reads stale KV (search/token_tree.py).
+8. **Log, write sample trees, checkpoint.**
+
+A killed run started again with the same command resumes from its last checkpoint
+(policy, value head, optimiser, scheduler, iteration, RNG) and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
+from model.embedded import embedded_model_dir
+from rftt.data import Problem, load_problems
+from rftt.rewards import RewardFn, outcome_reward
+from rftt.tokens import add_functional_tokens
+from search.engine import Engine
+from train.advantages import ESTIMATORS, KL_ESTIMATORS, gae, grpo, kl_estimate, reinforce_plus_plus, token_rewards, whiten
+from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown
+from train.metrics import MetricsLog
+from train.ppo_loss import policy_loss, value_loss
+from train.rollouts import Sample, collect_rollouts, function_counts
+from train.schedule import make_scheduler
+from train.sequences import Sequence, collate
+
+SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by default
+
+# Defaults follow the paper where a CPU allows (β = 0.01, γ = 1, ε = 0.2, 16 rollouts a
+# problem, REINFORCE++ with k1) and are sized so the default run ends within 15 minutes on
+# 2 CPU cores; the learning rate suits a 135M model (the paper used 5e-7 for 7B).
+PRESETS = {
+    "default": dict(model=None, data="arith", iterations=6, problems_per_iteration=4, rollouts=16, depth=4,
+                    max_step_tokens=40, lr=1e-6, warmup_iterations=1, mini_batches=2, micro_batch_size=8,
+                    checkpoint_every=1),
+    "tiny": dict(model="tiny", data="arith", iterations=3, problems_per_iteration=2, rollouts=3, depth=2,
+                 max_step_tokens=6, lr=1e-3, warmup_iterations=0, mini_batches=2, micro_batch_size=4,
+                 checkpoint_every=1),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.ppo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    p.add_argument("--model", help=f"starting policy: a Hugging Face directory, '{EMBEDDED_NAME}' or 'tiny' "
+                   f"(default: {SFT_OUTPUT} if it exists, else the embedded model)")
+    p.add_argument("--data", help="'arith' (the generator's train split) or a MATH/GSM8K JSONL")
+    p.add_argument("--out", default="runs/ppo")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--problems-per-iteration", type=int, help="over all ranks")
+    p.add_argument("--rollouts", type=int, help="MCTS rollouts a problem (paper: 16)")
+    p.add_argument("--depth", type=int, help="most steps in a path (paper: 18)")
+    p.add_argument("--max-step-tokens", type=int, help="cap on one step's tokens")
+    p.add_argument("--temperature", type=float, default=0.7, help="step sampling temperature")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++")
+    p.add_argument("--kl", choices=KL_ESTIMATORS, default="k1", help="KL estimator (paper: k1)")
+    p.add_argument("--beta", type=float, default=0.01, help="KL coefficient (paper: 0.01)")
+    p.add_argument("--gamma", type=float, default=1.0)
+    p.add_argument("--lam", type=float, default=0.95, help="GAE λ")
+    p.add_argument("--clip-eps", type=float, default=0.2)
+    p.add_argument("--value-clip", type=float, default=0.2)
+    p.add_argument("--value-coef", type=float, default=0.5)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup-iterations", type=int)
+    p.add_argument("--ppo-epochs", type=int, default=1, help="passes over each iteration's samples (paper: 1)")
+    p.add_argument("--mini-batches", type=int, help="optimiser steps per PPO epoch")
+    p.add_argument("--micro-batch-size", type=int, help="samples per forward pass")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="exit after this iteration's checkpoint, as if killed (to test resuming)")
+    args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.model is None:
+        args.model = str(SFT_OUTPUT) if (SFT_OUTPUT / "config.json").is_file() else EMBEDDED_NAME
+    for name in ("iterations", "problems_per_iteration", "rollouts", "depth", "max_step_tokens", "mini_batches",
+                 "micro_batch_size", "ppo_epochs", "checkpoint_every"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.temperature <= 0:
+        p.error("--temperature must be positive: the search samples step text (and the PPO ratio divides by it)")
+    return args
+
+
+# ------------------------------------------------------------------------- the model
+
+
+class PolicyWithValue(nn.Module):
+    """The policy (our decoder) and, for GAE, a value head on its last hidden states,
+    zero-initialised so the critic starts neutral. One module, so FSDP2 wraps both and one
+    forward gives log-probs, entropy and values."""
+
+    def __init__(self, policy, with_value: bool):
+        super().__init__()
+        self.policy = policy
+        self.value_head = nn.Linear(policy.config.hidden_size, 1) if with_value else None
+        if self.value_head is not None:
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, tokens, targets, temperature: float):
+        hidden = self.policy.hidden_states(tokens)  # [B, T, H]
+        logprobs, entropy = self.policy.token_logprobs(hidden, targets, temperature)
+        values = self.value_head(hidden.float()).squeeze(-1) if self.value_head is not None else None
+        return logprobs, entropy, values
+
+
+def load_policy(name: str, device, seed: int):
+    if name == "tiny":
+        from train.sft import TINY_SHAPE
+
+        tok = Tokenizer.from_dir(embedded_model_dir())
+        config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
+                                            eos_token_id=tok.eos_token_id))
+        model = random_model(config, seed=seed, device=device)
+    else:
+        model, tok = load_model(name, device=device)
+    add_functional_tokens(model, tok)  # a train.sft export has them already: a no-op then
+    return model, tok
+
+
+# -------------------------------------------------------------------- batching helpers
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """`parts` consecutive chunks whose sizes differ by at most one (some may be empty)."""
+    base, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + base + (i < extra)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def micro_batches(indices: list[int], size: int) -> list[list[int]]:
+    """Micro-batches of `size`, padded with empty ones to the most any rank has: under
+    FSDP every rank must run the same number of forwards and backwards (each one is a
+    collective), so a rank with fewer samples runs empty ones that contribute zero."""
+    chunks = [indices[i:i + size] for i in range(0, len(indices), size)]
+    most = int(all_reduce_max(torch.tensor(len(chunks))))
+    return chunks + [[] for _ in range(most - len(chunks))]
+
+
+def forward_batch(model, samples: list[Sample], idx: list[int], pad_id: int, temperature: float, device):
+    """(logprobs, entropy, values, mask) over the samples `idx`; an empty `idx` runs a
+    two-token dummy whose mask is all False (see micro_batches)."""
+    seqs = [samples[i].sequence for i in idx] or [Sequence([pad_id, pad_id], 1)]
+    batch = collate(seqs, pad_id).to(device)
+    mask = batch.loss_mask.float() * (1.0 if idx else 0.0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    with autocast:
+        logprobs, entropy, values = model(batch.inputs, batch.targets, temperature)
+    return logprobs, entropy, values, mask
+
+
+def padded(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Stacks [T_i] rows right-padded with zeros to [N, width]."""
+    out = torch.zeros(len(rows), width)
+    for i, r in enumerate(rows):
+        out[i, :r.numel()] = r
+    return out
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None, reward_fn: RewardFn = outcome_reward) -> dict:
+    args = parse_args(argv)
+    info = init_distributed(args.device)
+    device = info.device
+    out = Path(args.out)
+    if info.is_main:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+    barrier()
+
+    # The policy, the frozen reference it is kept close to (KL), and the optimiser.
+    policy, tok = load_policy(args.model, device, args.seed)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    # Rollouts run the plain (unsharded) decoder: the policy itself in one process; under
+    # FSDP a full copy per rank, refreshed from the shards after every update.
+    rollout_model = copy.deepcopy(policy).requires_grad_(False) if info.distributed else policy
+    model = PolicyWithValue(policy, with_value=args.estimator == "gae").to(device)
+    model = shard_model(model, info, blocks=policy.layers)
+    reference = shard_model(reference, info)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
+    problems = load_problems(args.data, "train", n=max(1000, args.problems_per_iteration * args.iterations),
+                             seed=args.seed)
+
+    start = 0
+    latest = find_latest(out)
+    if latest is not None:
+        state = load_checkpoint(latest, model, optimizer, info)
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["step"]
+        if info.is_main:
+            print(f"resuming from {latest} (iteration {start} of {args.iterations})", file=sys.stderr)
+    if info.distributed:
+        _sync_rollout_model(model, rollout_model)
+    metrics = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, resume_step=start)
+    engine = Engine(rollout_model, num_slots=_pool_slots(args))
+    summary = {}
+
+    bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations, desc="ppo", unit="iter",
+               disable=not info.is_main)
+    for iteration in bar:
+        t0 = time.time()
+        # 1. Draw problems: a pure function of the iteration, so a resume draws the same.
+        batch_problems = _draw(problems, iteration, args.problems_per_iteration, args.seed)
+        mine = batch_problems[info.rank::info.world_size]
+
+        # 2-3. Roll out and score.
+        rollout_model.eval()
+        computed_before = engine.tokens_computed
+        with torch.inference_mode():
+            samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
+                                              max_step_tokens=args.max_step_tokens, temperature=args.temperature,
+                                              seed=args.seed * 1_000_003 + iteration * 101 + info.rank,
+                                              progress=info.is_main, reward_fn=reward_fn)
+        rollout_s = time.time() - t0
+        rollout_tokens = engine.tokens_computed - computed_before
+
+        # 4. Old log-probs (and values) of the policy, and the reference's, no gradients.
+        model.train()
+        order = list(range(len(samples)))
+        old_logp, old_values, ref_logp, masks = [], [], [], []  # one row per sample, [T_i] each
+        with torch.no_grad():
+            for idx in micro_batches(order, args.micro_batch_size):
+                lp, _, v, mask = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
+                ref, _, _ = _reference_forward(reference, samples, idx, tok.eos_token_id, args.temperature, device)
+                for j in range(len(idx)):
+                    old_logp.append(lp[j].float().cpu())
+                    ref_logp.append(ref[j].float().cpu())
+                    masks.append(mask[j].cpu())
+                    old_values.append(v[j].float().cpu() if v is not None else torch.zeros_like(mask[j].cpu()))
+        width = max((m.numel() for m in masks), default=1)
+        old_logp, ref_logp, mask = padded(old_logp, width), padded(ref_logp, width), padded(masks, width)
+        old_values = padded(old_values, width)
+        final_reward = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+
+        # 5. Per-token rewards and advantages.
+        kl = kl_estimate(old_logp, ref_logp, args.kl) * mask
+        returns = None
+        if args.estimator == "reinforce++":
+            advantages = reinforce_plus_plus(token_rewards(final_reward, kl, mask, args.beta), mask, args.gamma,
+                                             reduce=all_reduce_sum)
+        elif args.estimator == "gae":
+            advantages, returns = gae(token_rewards(final_reward, kl, mask, args.beta), old_values, mask,
+                                      args.gamma, args.lam)
+            advantages = whiten(advantages, mask, reduce=all_reduce_sum)
+        else:  # grpo: all of a problem's samples live on one rank, so groups are local
+            advantages = grpo(final_reward, torch.tensor([s.problem for s in samples]), mask)
+
+        # 6. PPO-clip updates: mini-batches of this iteration's samples, micro-batched.
+        stats = {"clipped_tokens": 0.0, "approx_kl_old_sum": 0.0, "entropy_sum": 0.0, "tokens": 0.0}
+        g = torch.Generator().manual_seed(args.seed * 7919 + iteration)
+        train_t0 = time.time()
+        for _ in range(args.ppo_epochs):
+            shuffled = torch.randperm(len(samples), generator=g).tolist()
+            for mini in split_evenly(shuffled, args.mini_batches):
+                total_tokens = float(all_reduce_sum(mask[mini].sum() if mini else torch.zeros(())).clamp(min=1.0))
+                for idx in micro_batches(mini, args.micro_batch_size):
+                    lp, ent, v, m = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
+                    w = lp.shape[1]
+                    sel = lambda t: t[idx, :w].to(device) if idx else torch.zeros_like(lp)  # noqa: E731
+                    loss, s = policy_loss(lp, sel(old_logp), sel(advantages), m, total_tokens, args.clip_eps)
+                    if returns is not None:
+                        loss = loss + args.value_coef * value_loss(v, sel(old_values), sel(returns), m, total_tokens,
+                                                                   args.value_clip)
+                    if args.estimator == "grpo":  # KL as a loss term (k3), not a reward
+                        k3 = kl_estimate(lp, sel(ref_logp), "k3")
+                        loss = loss + args.beta * (k3 * m).sum() / total_tokens
+                    (loss * info.world_size).backward()  # FSDP averages over ranks: undo it
+                    stats["clipped_tokens"] += s["clipped_tokens"]
+                    stats["approx_kl_old_sum"] += s["approx_kl_old_sum"]
+                    stats["entropy_sum"] += float((ent.detach() * m).sum())
+                    stats["tokens"] += float(m.sum())
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+                if torch.isfinite(grad_norm):
+                    optimizer.step()
+                else:
+                    print(f"warning: non-finite gradient norm at iteration {iteration}; step skipped", file=sys.stderr)
+                optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        train_s = time.time() - train_t0
+
+        # 7. New weights: the cached KV is stale. Drop it (and refresh the rollout copy).
+        engine.tree.bump_weight_version()
+        if info.distributed:
+            _sync_rollout_model(model, rollout_model)
+
+        # 8. Log, write sample trees, checkpoint.
+        totals = all_reduce_sum(torch.tensor([
+            float(final_reward.sum()), float(len(samples)), float((final_reward == 1.0).sum()),
+            float((kl * mask).sum()), float(mask.sum()), stats["entropy_sum"], stats["clipped_tokens"],
+            stats["tokens"], float(rollout_tokens), stats["approx_kl_old_sum"],
+        ]))
+        n, tokens = max(1.0, float(totals[1])), max(1.0, float(totals[4]))
+        row = {
+            "step": iteration + 1, "reward": float(totals[0]) / n, "accuracy": float(totals[2]) / n,
+            "samples": int(totals[1]), "kl": float(totals[3]) / tokens, "entropy": float(totals[5]) / max(1.0, float(totals[7])),
+            "clip_fraction": float(totals[6]) / max(1.0, float(totals[7])),
+            "approx_kl_old": float(totals[9]) / max(1.0, float(totals[7])),
+            "response_length": tokens / n, "functions": function_counts(samples),
+            "rollout_tokens_per_s": round(float(totals[8]) / max(rollout_s, 1e-9), 1),
+            "train_tokens_per_s": round(float(totals[7]) / max(train_s, 1e-9), 1),
+            "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+        }
+        metrics.log(**row)
+        bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
+        if info.is_main:
+            _write_trees(out / "samples" / f"iteration_{iteration + 1:05d}.json", mine, samples)
+        summary = row
+        if (iteration + 1) % args.checkpoint_every == 0 or iteration + 1 == args.iterations:
+            save_checkpoint(out, iteration + 1, model, optimizer, {"scheduler": scheduler.state_dict()}, info)
+            if args.stop_after is not None and iteration + 1 >= args.stop_after:
+                bar.close()
+                shutdown()
+                raise SystemExit(3)  # as if killed: nothing after the checkpoint runs
+    bar.close()
+
+    final = out / "final"
+    _export(model, policy, tok, final, info)
+    if info.is_main:
+        (out / "summary.json").write_text(json.dumps({"iterations": args.iterations, "last": summary,
+                                                      "export": str(final)}, indent=2))
+    shutdown()
+    return summary
+
+
+# ---------------------------------------------------------------------- small helpers
+
+
+def _draw(problems: list[Problem], iteration: int, n: int, seed: int) -> list[Problem]:
+    g = torch.Generator().manual_seed(seed * 1_000_033 + iteration)
+    return [problems[i] for i in torch.randperm(len(problems), generator=g)[:n].tolist()]
+
+
+def _pool_slots(args) -> int:
+    """KV slots for one iteration's trees: each path holds a prompt (~200 tokens) and up
+    to `depth` steps; every node of every rollout can be alive at once."""
+    per_problem = 256 + args.rollouts * args.depth * (args.max_step_tokens + 8)
+    return per_problem * args.problems_per_iteration + 1024
+
+
+def _reference_forward(reference, samples, idx, pad_id, temperature, device):
+    seqs = [samples[i].sequence for i in idx] or [Sequence([pad_id, pad_id], 1)]
+    batch = collate(seqs, pad_id).to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    with autocast:
+        logprobs, entropy = reference(batch.inputs, targets=batch.targets, temperature=temperature)
+    return logprobs, entropy, None
+
+
+def _sync_rollout_model(model, rollout_model) -> None:
+    """Copies the full (gathered) policy weights from the FSDP shards into the rollout copy."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    policy_state = {k[len("policy."):]: v for k, v in full.items() if k.startswith("policy.")}
+    rollout_model.load_state_dict(policy_state)
+
+
+def _export(model, policy, tok, path: Path, info) -> None:
+    if info.distributed:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if info.is_main:
+            plain = random_model(policy.config, seed=0)
+            plain.load_state_dict({k[len("policy."):]: v for k, v in full.items() if k.startswith("policy.")})
+            save_pretrained(plain, tok, path)
+    else:
+        save_pretrained(policy, tok, path)
+    barrier()
+
+
+def _write_trees(path: Path, problems: list[Problem], samples: list[Sample]) -> None:
+    trees = []
+    for i, p in enumerate(problems):
+        leaves = [{"functions": s.functions, "reward": s.reward, "answer": s.answer, "response": s.response}
+                  for s in samples if s.problem == i]
+        trees.append({"question": p.question, "gold": p.answer, "leaves": leaves})
+    path.write_text(json.dumps(trees, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""RL rollouts: functional-token MCTS on a batch of problems, each leaf path one sample.
+
+The search (rftt/functional_search.py over search/mcts.py) branches on which functional
+token comes next, ranked by the policy's own probabilities; every step's text is sampled
+from the policy. All problems are searched in lockstep in one engine, so each tree level
+of every problem is one batch. A sample is a distinct root-to-leaf path: the prompt, the
+response tokens (the forced tags and the sampled text), and the leaf's reward.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from rftt.data import Problem
+from rftt.functional_search import FunctionalTokenEnv
+from rftt.grading import extract_answer
+from rftt.prompts import solve_prompt_ids
+from rftt.rewards import RewardFn, outcome_reward
+from search.engine import Engine
+from search.mcts import search
+from search.sampling import SamplingParams
+from train.sequences import Sequence
+
+
+@dataclass
+class Sample:
+    problem: int  # index into the iteration's problems (the GRPO group)
+    sequence: Sequence  # prompt + response token ids
+    reward: float
+    functions: list[str]  # the functional tokens along the path
+    response: str
+    answer: str | None
+
+
+def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, rollouts: int, max_depth: int,
+                     max_step_tokens: int, temperature: float, seed: int, progress: bool = True,
+                     desc: str = "rollouts", reward_fn: RewardFn = outcome_reward) -> tuple[list[Sample], list]:
+    """Searches every problem with `rollouts` MCTS rollouts; returns (samples, roots)."""
+    env = FunctionalTokenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens,
+                             golds=[p.answer for p in problems], seed=seed, reward_fn=reward_fn)
+    roots = env.roots([solve_prompt_ids(tokenizer, p.question) for p in problems])
+    with tqdm(total=rollouts, desc=desc, unit="rollout", leave=False, disable=not progress) as bar:
+        search(roots, env, rollouts=rollouts, max_depth=max_depth, progress=bar)
+    samples = []
+    for i, root in enumerate(roots):
+        prompt_len = len(solve_prompt_ids(tokenizer, problems[i].question))
+        for leaf in root.leaves():  # distinct paths; a path reached twice is one sample
+            tokens = engine.text_tokens(leaf.state.branch)
+            response = env.text(leaf)
+            samples.append(Sample(i, Sequence(tokens, prompt_len), float(leaf.reward),
+                                  [n.action for n in leaf.path()[1:]], response, extract_answer(response)))
+    return samples, roots
+
+
+def function_counts(samples: list[Sample]) -> dict[str, int]:
+    """How often each functional token was chosen along the sampled paths."""
+    return dict(Counter(f for s in samples for f in s.functions))
