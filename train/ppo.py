@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import sys
 import time
@@ -50,7 +51,7 @@ from tqdm import tqdm
 from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
 from model.embedded import embedded_model_dir
 from rftt.data import Problem, load_problems
-from rftt.rewards import RewardFn, outcome_reward
+from rftt.rewards import RewardFn
 from rftt.tokens import add_functional_tokens
 from search.engine import Engine
 from train.advantages import ESTIMATORS, KL_ESTIMATORS, gae, grpo, kl_estimate, reinforce_plus_plus, token_rewards, whiten
@@ -91,6 +92,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--depth", type=int, help="most steps in a path (paper: 18)")
     p.add_argument("--max-step-tokens", type=int, help="cap on one step's tokens")
     p.add_argument("--temperature", type=float, default=0.7, help="step sampling temperature")
+    p.add_argument("--reward-fn", default="rftt.rewards:outcome_reward",
+                   help="module:function taking (response text, gold answer) -> float (default: the paper's "
+                        "outcome reward, 1 / 0.1 / 0)")
     p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++")
     p.add_argument("--kl", choices=KL_ESTIMATORS, default="k1", help="KL estimator (paper: k1)")
     p.add_argument("--beta", type=float, default=0.01, help="KL coefficient (paper: 0.01)")
@@ -208,8 +212,22 @@ def padded(rows: list[torch.Tensor], width: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None, reward_fn: RewardFn = outcome_reward) -> dict:
+def import_reward_fn(spec: str) -> RewardFn:
+    """'package.module:function' -> the function (a pluggable reward, e.g. one with a PRM)."""
+    module_name, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise SystemExit(f"--reward-fn {spec!r}: cannot import it ({e}); expected 'package.module:function'") from None
+    if not callable(fn):
+        raise SystemExit(f"--reward-fn {spec!r} is not callable")
+    return fn
+
+
+def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> dict:
+    """`reward_fn` (response text, gold) -> float overrides --reward-fn (for callers in Python)."""
     args = parse_args(argv)
+    reward_fn = reward_fn or import_reward_fn(args.reward_fn)
     info = init_distributed(args.device)
     device = info.device
     out = Path(args.out)
