@@ -1,0 +1,58 @@
+"""python -m train.eval: majority vote, greedy and MCTS accuracy, per-level breakdown."""
+
+import json
+
+import pytest
+
+from rftt.tokens import add_functional_tokens
+from tests.tiny_models import write_checkpoint
+from train.eval import main, majority_answer
+
+
+def test_majority_vote_normalises_and_breaks_ties_by_first_seen():
+    assert majority_answer([None, None]) is None
+    assert majority_answer(["3", "\\frac12", "0.5", "3"]) in ("3", "\\frac12")
+    assert majority_answer(["\\frac12", "3", "0.5", "1/2"]) == "\\frac12"  # 1/2 three times (normalised)
+    assert majority_answer(["7", "5", None]) == "7"  # a tie: the first one found
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model saved with the functional tokens, as train.sft would export it."""
+    from model import load_model, save_pretrained
+
+    path = tmp_path_factory.mktemp("eval") / "model"
+    write_checkpoint(path, "qwen2", seed=4)
+    model, tok = load_model(path)
+    add_functional_tokens(model, tok)
+    save_pretrained(model, tok, path)
+    return path
+
+
+def test_greedy_and_mcts_accuracy_summary(trained, tmp_path, capsys):
+    summary = main(["--model", str(trained), "--data", "arith", "--limit", "3", "--rollouts", "2,1",
+                    "--depth", "2", "--max-step-tokens", "4", "--max-new-tokens", "8", "--out", str(tmp_path), "--json"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == summary == json.loads((tmp_path / "eval.json").read_text())
+    assert summary["problems"] == 3 and set(summary["mcts"]) == {"1", "2"}
+    for acc in [summary["greedy"]["accuracy"]] + [v["accuracy"] for v in summary["mcts"].values()]:
+        assert 0.0 <= acc <= 1.0
+    samples = (tmp_path / "greedy_samples.jsonl").read_text().splitlines()
+    assert len(samples) == 3 and all("response" in json.loads(s) for s in samples)
+
+
+def test_math_files_get_per_level_and_type_accuracy(trained, tmp_path):
+    rows = [{"problem": f"What is {i} + {i}?", "solution": f"It is $\\boxed{{{2 * i}}}$.",
+             "level": f"Level {1 + i % 2}", "type": ["Algebra", "Prealgebra"][i % 2]} for i in range(4)]
+    data = tmp_path / "math.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = main(["--model", str(trained), "--data", str(data), "--rollouts", "", "--max-new-tokens", "4",
+                    "--out", str(tmp_path / "out")])
+    greedy = summary["greedy"]
+    assert set(greedy["level"]) == {"1", "2"} and set(greedy["type"]) == {"Algebra", "Prealgebra"}
+    assert sum(g["n"] for g in greedy["level"].values()) == 4 and summary["mcts"] == {}
+
+
+def test_bad_rollouts_are_rejected(trained):
+    with pytest.raises(SystemExit):
+        main(["--model", str(trained), "--rollouts", "1,x"])

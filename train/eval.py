@@ -1,0 +1,167 @@
+"""Accuracy of a model: greedy, and functional-token MCTS with a majority vote (paper §3.4).
+
+    python -m train.eval --model runs/ppo/final --data arith --limit 200 --rollouts 1,4,16
+    python -m train.eval --model PATH --data math500.jsonl --json
+
+Greedy decodes the solver prompt once per problem. MCTS runs the functional-token search
+(the RL rollout search, without the gold answer: a leaf is worth 1 when it gives an
+answer) and after 1, 4, ... rollouts takes the majority answer of the leaves found so far
+(ties go to the answer found first). One search with the largest budget gives every
+smaller one, because rollout k never depends on rollouts after it. Accuracy should rise
+with the number of rollouts: that is the inference-time scaling the paper reports.
+
+Writes OUT/eval.json (overall, and per level and type for MATH files) and, when
+matplotlib is installed (`pip install matplotlib`), OUT/accuracy_vs_rollouts.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model import EMBEDDED_NAME, load_model
+from rftt.data import Problem, load_problems
+from rftt.functional_search import FunctionalTokenEnv
+from rftt.grading import extract_answer, is_equiv, normalize_answer
+from rftt.prompts import solve_prompt_ids
+from rftt.tokens import add_functional_tokens
+from search.engine import Engine
+from search.mcts import TreeNode, rollout
+from search.sampling import SamplingParams
+from train.accuracy import greedy_accuracy
+
+
+def majority_answer(answers: list[str | None]) -> str | None:
+    """The most common answer (by normalised form); ties go to the one seen first."""
+    seen = [a for a in answers if a is not None]
+    if not seen:
+        return None
+    counts = Counter(normalize_answer(a) for a in seen)
+    best = max(counts.values())
+    return next(a for a in seen if counts[normalize_answer(a)] == best)
+
+
+def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
+               temperature: float, seed: int, batch_size: int = 16) -> dict[int, list[str | None]]:
+    """For each budget in `budgets`, every problem's majority answer after that many rollouts."""
+    votes: dict[int, list[str | None]] = {b: [] for b in budgets}
+    most = max(budgets)
+    bar = tqdm(total=len(problems) * most, desc="mcts", unit="rollout")
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start:start + batch_size]
+        engine = Engine(model, num_slots=len(chunk) * (300 + most * depth * (max_step_tokens + 8)))
+        env = FunctionalTokenEnv(engine, tok, SamplingParams(temperature=temperature), max_step_tokens,
+                                 golds=None, seed=seed + start)
+        roots: list[TreeNode] = env.roots([solve_prompt_ids(tok, p.question) for p in chunk])
+        for k in range(1, most + 1):
+            rollout(roots, env, max_depth=depth)
+            bar.update(len(chunk))
+            if k in votes:
+                for root in roots:
+                    votes[k].append(majority_answer([extract_answer(env.text(leaf)) for leaf in root.leaves()]))
+    bar.close()
+    return votes
+
+
+def breakdown(problems: list[Problem], correct: list[bool]) -> dict:
+    """Accuracy per level and per type (MATH); empty groups are left out."""
+    out: dict[str, dict] = {}
+    for key in ("level", "type"):
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for p, c in zip(problems, correct):
+            value = getattr(p, key)
+            if value is not None:
+                groups[str(value)].append(c)
+        if len(groups) > 1:
+            out[key] = {g: {"accuracy": sum(v) / len(v), "n": len(v)} for g, v in sorted(groups.items())}
+    return out
+
+
+def plot(summary: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    budgets = sorted(int(k) for k in summary["mcts"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(budgets, [summary["mcts"][str(b)]["accuracy"] for b in budgets], "o-", label="MCTS, majority vote")
+    ax.axhline(summary["greedy"]["accuracy"], color="gray", linestyle="--", label="greedy")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("rollouts per problem")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{summary['model']} on {summary['data']} (n={summary['problems']})", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m train.eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}'")
+    p.add_argument("--data", default="arith", help="'arith' (the generator's test split) or a MATH/GSM8K JSONL")
+    p.add_argument("--limit", type=int, default=200, help="problems to evaluate")
+    p.add_argument("--rollouts", default="1,4,16", help="comma-separated MCTS budgets; '' for greedy only")
+    p.add_argument("--depth", type=int, default=6, help="MCTS: most steps in a path")
+    p.add_argument("--max-step-tokens", type=int, default=96, help="MCTS: cap on one step's tokens")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="greedy: cap on the response")
+    p.add_argument("--temperature", type=float, default=0.7, help="MCTS step sampling temperature")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="where eval.json and the plot go (default: next to the model)")
+    p.add_argument("--json", action="store_true", help="print the summary as the last stdout line")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    try:
+        budgets = sorted({int(x) for x in args.rollouts.split(",") if x.strip()})
+    except ValueError:
+        p.error(f"--rollouts must be comma-separated integers, got {args.rollouts!r}")
+    if any(b <= 0 for b in budgets) or args.limit <= 0:
+        p.error("--rollouts budgets and --limit must be positive")
+    out = Path(args.out) if args.out else (Path(args.model) / "eval" if Path(args.model).is_dir() else Path("runs/eval"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.time()
+    model, tok = load_model(args.model, device=args.device)
+    add_functional_tokens(model, tok)  # no-op for a trained RFTT model; lets a base model be searched
+    problems = load_problems(args.data, "test", n=args.limit, seed=args.seed)[:args.limit]
+
+    greedy_acc, records = greedy_accuracy(model, tok, problems, args.max_new_tokens, desc="greedy")
+    summary = {"model": str(args.model), "data": args.data, "problems": len(problems),
+               "greedy": {"accuracy": greedy_acc, **breakdown(problems, [r["correct"] for r in records])},
+               "mcts": {}}
+    if budgets:
+        with torch.inference_mode():
+            votes = mcts_votes(model, tok, problems, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
+                               temperature=args.temperature, seed=args.seed)
+        for b in budgets:
+            correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], problems)]
+            summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(problems, correct)}
+    summary["wall_s"] = round(time.time() - started, 1)
+    (out / "eval.json").write_text(json.dumps(summary, indent=2))
+    with (out / "greedy_samples.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    if budgets and not plot(summary, out / "accuracy_vs_rollouts.png"):
+        print("matplotlib is not installed: wrote the JSON summary only (pip install matplotlib for the plot)",
+              file=sys.stderr)
+    line = f"greedy {greedy_acc:.3f}" + "".join(f"  mcts@{b} {summary['mcts'][str(b)]['accuracy']:.3f}" for b in budgets)
+    print(line, file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
