@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m model.chat "What is 17 + 25?"
+	$(PY) -m train.sft
 
 test: setup
 	$(PY) -m pytest -q

@@ -16,7 +16,12 @@ Top to bottom, a run does:
    `--data` takes `arith` (the built-in generator, default), a MATH or GSM8K JSONL of
    problems (searched the same way), a JSONL of SFT rows (`question`, `answer`,
    `response`: trained on as they are), or `reference` (the problems' worked solutions
-   written as steps, no search; rftt/solution_steps.py).
+   written as steps, no search; rftt/solution_steps.py). Two additions to the paper make
+   the embedded default learn something: SmolLM2-135M almost never writes \boxed{}, so
+   `--force-answer` completes its direct answers with "So the answer is \boxed{"; and it
+   finds a correct path for only a few problems, so `--reference-fallback` adds the worked
+   solution of every problem it missed (rows of kind "reference"). Both are off with
+   `--no-force-answer --no-reference-fallback`, and for any model that does not need them.
 2. **Model.** Load it and add the 16 functional tokens, each initialised to the mean
    embedding of the text it spells (model/vocab.py).
 3. **Greedy accuracy before** on held-out problems (train/accuracy.py).
@@ -64,12 +69,11 @@ from train.sequences import Sequence, collate, encode_sft_example
 # Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
 # pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
 PRESETS = {
-    "default": dict(model=EMBEDDED_NAME, data="arith", train_problems=16, eval_problems=50, rollouts=4,
-                    depth=3, max_step_tokens=48, direct_answer_tokens=128, force_answer=True, epochs=3,
-                    batch_size=4, micro_batch_size=2, lr=2e-5, warmup_steps=3, eval_max_new_tokens=256,
-                    checkpoint_every=5),
+    "default": dict(model=EMBEDDED_NAME, data="arith", train_problems=48, eval_problems=50, rollouts=4,
+                    depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3, batch_size=8,
+                    micro_batch_size=4, lr=5e-5, warmup_steps=3, eval_max_new_tokens=256, checkpoint_every=5),
     "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2, depth=2,
-                 max_step_tokens=16, direct_answer_tokens=32, force_answer=False, epochs=2, batch_size=4,
+                 max_step_tokens=16, direct_answer_tokens=32, epochs=2, batch_size=4,
                  micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24, checkpoint_every=2),
 }
 TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -95,6 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="search: after a direct answer without \\boxed{}, force 'So the answer is \\boxed{' "
                         "(not in the paper; a 135M model almost never boxes on its own; default on for the "
                         "embedded default)")
+    p.add_argument("--reference-fallback", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the worked solution (as steps) of every problem the search found no correct path "
+                        "for (not in the paper; default on for the embedded default, where the search finds "
+                        "a correct path for few problems)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="sequences per optimiser step, over all ranks")
     p.add_argument("--micro-batch-size", type=int, help="sequences per forward pass on one rank")
@@ -113,6 +121,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # The two crutches for a 135M model (see the module docstring): on for the embedded model.
+    for name in ("force_answer", "reference_fallback"):
+        if getattr(args, name) is None:
+            setattr(args, name, args.model == EMBEDDED_NAME)
     for name in ("train_problems", "eval_problems", "rollouts", "depth", "max_step_tokens", "direct_answer_tokens", "epochs",
                  "batch_size", "micro_batch_size", "eval_max_new_tokens", "checkpoint_every"):
         if getattr(args, name) <= 0:
@@ -195,6 +207,11 @@ def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem
                                          max_step_tokens=args.max_step_tokens, seed=args.seed, progress=True,
                                          direct_answer_tokens=args.direct_answer_tokens,
                                          force_answer=args.force_answer)
+            if args.reference_fallback:
+                found = {r["source"]["source_id"] for r in rows}
+                fallback = reference_rows([p for p in train_problems if p.source_id not in found])
+                rows += fallback
+                stats["rows_reference_fallback"] = len(fallback)
         (out / "sft_data_stats.json").write_text(json.dumps(stats, indent=2, default=str))
         write_jsonl(cache, rows)
     barrier()
