@@ -20,7 +20,9 @@ The workload is the tree RFTT's search grows (DESIGN.md, "Search"), fixed and se
 the first prefill to the last leaf's last token. Three methods run it:
 
 - shared:   ``Engine(model, share_prefix=True)``. A fork shares its parent's KV slots
-            (search/token_tree.py); only new tokens run through the model. The prompts'
+            (search/token_tree.py); only new tokens run through the model, and decode
+            reads each shared node's KV once for all the branches below it (cascade
+            attention; `--no-cascade` gives each branch its flat slot list). The prompts'
             instruction prefix is *not* shared across problems (one root per prompt, as
             the engine's `prefill` makes them), only within a problem's tree.
 - unshared: ``Engine(model, share_prefix=False)``. Every fork copies its parent's whole
@@ -231,9 +233,9 @@ def run_tree(engine: Engine, w: Workload, bar: tqdm | None = None) -> TreeRun:
                    engine.tokens_computed, engine.pool.num_used)
 
 
-def engine_for(model, w: Workload, share: bool) -> Engine:
+def engine_for(model, w: Workload, share: bool, cascade: bool = True) -> Engine:
     slots = w.unique_tokens if share else w.unshared_slots  # a pool sized to the workload
-    return Engine(model, num_slots=slots + 16, share_prefix=share)
+    return Engine(model, num_slots=slots + 16, share_prefix=share, cascade=share and cascade)
 
 
 def rollout_tokens(model, w: Workload, share: bool) -> list[list[int]]:
@@ -362,6 +364,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=_positive, default=None,
                         help="torch CPU threads (default on CPU: 1, see the module docstring; on CUDA: torch's own)")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
+    parser.add_argument("--no-cascade", dest="cascade", action="store_false",
+                        help="shared run: flat per-branch KV lists instead of cascade decode (to see what it saves)")
     parser.add_argument("--profile", metavar="PATH", default=None,
                         help="write a torch profiler chrome trace of a shared run to PATH")
     parser.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
@@ -433,15 +437,15 @@ def measure(args: argparse.Namespace) -> dict:
                 runs[method] = run_hf(hf, w, device, bar)
             else:
                 share = method == "shared"
-                run_tree(engine_for(model, warmup_workload(w), share), warmup_workload(w))
-                runs[method] = run_tree(engine_for(model, w, share), w, bar)
+                run_tree(engine_for(model, warmup_workload(w), share, args.cascade), warmup_workload(w))
+                runs[method] = run_tree(engine_for(model, w, share, args.cascade), w, bar)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:
-            run_tree(engine_for(model, w, True), w)
+            run_tree(engine_for(model, w, True, args.cascade), w)
         prof.export_chrome_trace(args.profile)
 
     shared, unshared, hf_run = runs["shared"], runs["unshared"], runs.get("hf")
@@ -451,6 +455,7 @@ def measure(args: argparse.Namespace) -> dict:
         "model": model_name,
         "dtype": str(args.dtype).removeprefix("torch."),
         "cpu_threads": torch.get_num_threads(),
+        "cascade": args.cascade,
         "workload": w.params(),
         "tokens_per_s_shared": rate(shared),
         "tokens_per_s_unshared": rate(unshared),

@@ -7,9 +7,9 @@ any token). Queries have `Hq` heads, a multiple of `Hkv`; query head h reads KV 
 `h // (Hq // Hkv)` (grouped-query attention, GQA).
 
 Everything here is written to be obviously right rather than fast: gather the slots,
-group the query heads by KV head, softmax in fp32; extend and cascade loop over
-sequences and nodes, decode pads all sequences to one batch (it runs once per generated
-token on a CPU, so it must not be a Python loop). The Triton
+group the query heads by KV head, softmax in fp32; extend loops over sequences, decode
+pads all sequences to one batch and cascade batches its shared and private parts (both run
+once per generated token and layer on a CPU, so they must not be Python loops). The Triton
 kernels (decode_attention.py, extend_attention.py, cascade_attention.py) are tested
 against these functions, and these functions are tested against torch's dense
 `scaled_dot_product_attention` on gathered tensors.
@@ -232,32 +232,128 @@ def extend_attention_reference(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv
     return out
 
 
+def _padded_partial(q, k, v, mask, scale):
+    """Partials over padded key sets, batched. q: [N, M, Hkv, G, D]; k, v: [N, L, Hkv, D];
+    mask: bool [N, M, L]. Returns o: fp32 [N, M, Hkv, G, D] and lse: fp32 [N, M, Hkv, G]
+    (-inf, with o = 0, where a row may attend to no key)."""
+    scores = torch.einsum("nmhgd,nlhd->nmhgl", q.float(), k.float()) * scale
+    scores = scores.masked_fill(~mask[:, :, None, None, :], float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0)[..., None])
+    return torch.einsum("nmhgl,nlhd->nmhgd", probs, v.float()), lse
+
+
+def _cascade_reference_plan(meta) -> dict:
+    """Index tensors for cascade_decode_attention_reference, built once per decode step
+    (host work, O(nodes + path lengths)) and cached on the metadata for every layer.
+
+    A node two or more branches pass through is *shared*; a node with one branch is part
+    of that branch's *private* tail (normally just its leaf). Branches that meet at a
+    shared node form a component (one search tree, or several under a common prompt).
+
+    shared, per component c, padded:  cols [C, U] (the pool slots of c's shared nodes),
+        rows [C, R] (its query rows; padding = B), mask [C, R, U] (row r's path has col u);
+    private, per query row, padded:   tail_slots [B, L], tail_valid [B, L].
+    """
+    plan = meta.plans.get("reference")
+    if plan is not None:
+        return plan
+    kv_ptr, q_ptr = meta.host_kv_indptr.tolist(), meta.host_q_indptr.tolist()
+    q_idx = meta.host_q_indices.tolist()
+    slots = meta.node_kv_indices.cpu().long()
+    num_queries, num_nodes = meta.num_queries, meta.num_nodes
+    span = lambda n: slots[kv_ptr[n]:kv_ptr[n + 1]]  # noqa: E731
+    queries = lambda n: q_idx[q_ptr[n]:q_ptr[n + 1]]  # noqa: E731
+
+    parent = list(range(num_queries))  # union-find: rows meeting at a shared node
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    shared, private_of = [], [[] for _ in range(num_queries)]
+    for n in range(num_nodes):
+        rows = queries(n)
+        if len(rows) > 1:
+            shared.append(n)
+            for r in rows[1:]:
+                parent[find(r)] = find(rows[0])
+        else:
+            private_of[rows[0]].append(n)
+    nodes_of: dict[int, list[int]] = {}
+    for n in shared:
+        nodes_of.setdefault(find(queries(n)[0]), []).append(n)
+    rows_of: dict[int, list[int]] = {c: [] for c in nodes_of}
+    for r in range(num_queries):
+        if find(r) in rows_of:
+            rows_of[find(r)].append(r)
+
+    comps = list(nodes_of)
+    col_slots = [torch.cat([span(n) for n in nodes_of[c]]) for c in comps]
+    col_nodes = [torch.cat([torch.full((len(span(n)),), n) for n in nodes_of[c]]) for c in comps]
+    width = max((len(c) for c in col_slots), default=0)
+    height = max((len(rows_of[c]) for c in comps), default=0)
+    cols = torch.zeros(len(comps), width, dtype=torch.long)
+    col_node = torch.full((len(comps), width), num_nodes, dtype=torch.long)  # padding: node N
+    rows = torch.full((len(comps), height), num_queries, dtype=torch.long)  # padding: row B
+    for i, c in enumerate(comps):
+        cols[i, :len(col_slots[i])], col_node[i, :len(col_slots[i])] = col_slots[i], col_nodes[i]
+        rows[i, :len(rows_of[c])] = torch.tensor(rows_of[c])
+    on_path = torch.zeros(num_queries + 1, num_nodes + 1, dtype=torch.bool)  # [B+1, N+1]
+    for n in range(num_nodes):
+        on_path[queries(n), n] = True
+    mask = on_path[rows[:, :, None], col_node[:, None, :]]  # [C, R, U]
+
+    tails = [torch.cat([span(n) for n in private_of[r]]) if private_of[r] else slots[:0]
+             for r in range(num_queries)]
+    length = max((len(t) for t in tails), default=0)
+    tail_slots = torch.zeros(num_queries, length, dtype=torch.long)
+    tail_valid = torch.zeros(num_queries, length, dtype=torch.bool)
+    for r, t in enumerate(tails):
+        tail_slots[r, :len(t)], tail_valid[r, :len(t)] = t, True
+
+    plan = {name: t.to(meta.device) for name, t in (("cols", cols), ("rows", rows), ("mask", mask),
+                                                     ("tail_slots", tail_slots), ("tail_valid", tail_valid))}
+    meta.plans["reference"] = plan
+    return plan
+
+
 def cascade_decode_attention_reference(q, k_pool, v_pool, meta, sm_scale=None, *,
                                        chunk_tokens=None):
-    """Shared-prefix attention, the slow way: one partial per (node, query) pair, merged.
+    """Shared-prefix attention in two levels (Hydragen's split), batched.
 
-    q: [B, Hq, D]; meta: a CascadeMetadata (kernels/cascade_metadata.py). Each node's KV
-    is gathered once and attended by all the queries that pass through the node; each
-    query's partials are then merged by log-sum-exp. Equals tree_decode_attention on the
-    branches the metadata describes. `chunk_tokens` is ignored (Triton-only knob).
+    q: [B, Hq, D]; meta: a CascadeMetadata (kernels/cascade_metadata.py). Equals
+    tree_decode_attention on the branches the metadata describes. `chunk_tokens` is
+    ignored (Triton-only knob).
+
+    1. Shared nodes: per component, every query row attends to all of the component's
+       shared slots at once, masked to the nodes on its own path: a matrix-matrix product
+       in which each shared slot is gathered once, however many branches read it.
+    2. Private tails: each row attends to its own slots, padded to the longest tail.
+    3. The two partials of each row merge exactly by log-sum-exp.
     """
     check_kv_pools(q, k_pool, v_pool)
     scale = default_sm_scale(q.shape[-1], sm_scale)
-    kv_ptr, q_ptr = meta.node_kv_indptr.tolist(), meta.node_q_indptr.tolist()
-    partials: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(q.shape[0])]
-    for n in range(len(kv_ptr) - 1):
-        slots = meta.node_kv_indices[kv_ptr[n]:kv_ptr[n + 1]].long()
-        rows = meta.node_q_indices[q_ptr[n]:q_ptr[n + 1]].long()
-        o, lse = attention_partial_reference(q[rows], k_pool[slots], v_pool[slots], scale)
-        for j, row in enumerate(rows.tolist()):
-            partials[row].append((o[j], lse[j]))
-    o_part, lse_part, counts = [], [], [0]
-    for parts in partials:
-        o_part += [o for o, _ in parts]
-        lse_part += [lse for _, lse in parts]
-        counts.append(counts[-1] + len(parts))
-    if not o_part:
-        return torch.zeros_like(q)
-    merged = merge_attention_partials_reference(torch.stack(o_part), torch.stack(lse_part),
-                                                torch.tensor(counts))
-    return merged.to(q.dtype)
+    num_seqs, num_q_heads, head_dim = q.shape
+    num_kv_heads = k_pool.shape[1]
+    plan = _cascade_reference_plan(meta)
+    qg = q.view(num_seqs, num_kv_heads, num_q_heads // num_kv_heads, head_dim)  # [B, Hkv, G, D]
+    q_pad = torch.cat([qg, qg.new_zeros(1, *qg.shape[1:])])  # row B: padding
+
+    o_shared, lse_shared = _padded_partial(q_pad[plan["rows"]], k_pool[plan["cols"]], v_pool[plan["cols"]],
+                                           plan["mask"], scale)  # [C, R, Hkv, G, D], [C, R, Hkv, G]
+    o_s = q_pad.new_zeros(num_seqs + 1, *qg.shape[1:], dtype=torch.float32)
+    lse_s = torch.full(o_s.shape[:-1], float("-inf"), device=q.device)
+    o_s[plan["rows"]], lse_s[plan["rows"]] = o_shared, lse_shared  # padding lands in row B
+    o_s, lse_s = o_s[:-1], lse_s[:-1]
+
+    o_t, lse_t = _padded_partial(qg[:, None], k_pool[plan["tail_slots"]], v_pool[plan["tail_slots"]],
+                                 plan["tail_valid"][:, None], scale)
+    o_t, lse_t = o_t[:, 0], lse_t[:, 0]  # [B, Hkv, G, D], [B, Hkv, G]
+
+    total = torch.logaddexp(lse_s, lse_t)
+    total = torch.where(torch.isfinite(total), total, 0.0)  # no keys at all: zeros
+    o = torch.exp(lse_s - total)[..., None] * o_s + torch.exp(lse_t - total)[..., None] * o_t
+    return o.reshape(num_seqs, num_q_heads, head_dim).to(q.dtype)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import torch
 
 from kernels.cascade_metadata import build_cascade_metadata
-from kernels.dispatch import use_triton
 from model.serving import serving_logits
 from model.transformer import Transformer
 
@@ -56,11 +55,11 @@ class Engine:
         self.model = model
         self.device = weight.device
         self.share_prefix = share_prefix
-        # Cascade decode reads a shared node's KV once for all branches below it: a saving
-        # in memory traffic, which is what bounds a GPU decode step. On a CPU the reference
-        # path is bound by Python overhead instead, and the flat padded decode is faster.
-        # None: cascade exactly when the kernels run as Triton (kernels/dispatch.py).
-        self.cascade = use_triton(weight) if cascade is None else cascade
+        # Cascade decode reads a shared node's KV once for all branches below it: on a GPU
+        # (the Triton kernel) a saving in memory traffic, which bounds a decode step; on a
+        # CPU (the batched two-level reference) a saving in gathered KV. False: flat
+        # per-branch slot lists (each branch re-reads its whole path).
+        self.cascade = share_prefix if cascade is None else cascade
         self.pool = KVPool(num_slots, cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, weight.dtype, weight.device)
         self.tree = TokenTree(self.pool)
         self.tokens_computed = 0  # tokens run through the model: what sharing saves

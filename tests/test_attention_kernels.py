@@ -176,15 +176,55 @@ def test_extend_reference_matches_dense_sdpa(group, head_dim):
         start += n
 
 
-def test_cascade_reference_matches_decode_reference():
-    gen, rng = torch.Generator().manual_seed(3), random.Random(3)
-    k_pool, v_pool = make_pools(300, 2, 64, torch.float32, gen)
-    meta = cascade_metadata_from_branches(random_branches(9, 300, rng), DEVICE)
-    q = torch.randn(9, 8, 64, generator=gen).to(DEVICE)
+def _two_trees(gen):
+    """Two separate trees (two problems, no common prompt), three branches each."""
+    a = shared_prefix_branches(3, 40, [1, 7, 16], 300, gen)
+    taken = {s for b in a for s in b}
+    rest = [s for s in range(300) if s not in taken]
+    b = [rest[:25] + rest[25 + 10 * i:25 + 10 * i + 1 + 3 * i] for i in range(3)]
+    return a + b
+
+
+CASCADE_REFERENCE_CASES = {
+    "random tree": lambda gen: random_branches(9, 300, random.Random(3)),
+    "one branch": lambda gen: [[5, 9, 2]],
+    "one token each, no sharing": lambda gen: [[1], [2], [3]],
+    "many branches, one prefix": lambda gen: shared_prefix_branches(24, 64, [1, 2, 33], 300, gen),
+    "prefix only, no tails": lambda gen: [[4, 5, 6]] * 3,
+    "two separate trees": _two_trees,
+}
+
+
+@pytest.mark.parametrize("case", CASCADE_REFERENCE_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cascade_reference_matches_decode_reference(case, dtype):
+    """The batched two-level reference (shared part per component, private tails, LSE
+    merge) against the flat decode reference on the same branches."""
+    gen = torch.Generator().manual_seed(3)
+    k_pool, v_pool = make_pools(300, 2, 64, dtype, gen)
+    branches = CASCADE_REFERENCE_CASES[case](gen)
+    meta = cascade_metadata_from_branches(branches, DEVICE)
+    q = torch.randn(len(branches), 8, 64, generator=gen).to(DEVICE, dtype)
     indptr, indices = meta.branch_kv_lists()
     expected = ref.tree_decode_attention_reference(q, k_pool, v_pool, indptr, indices)
     out = ref.cascade_decode_attention_reference(q, k_pool, v_pool, meta)
-    assert_close(out, expected, torch.float32, "cascade reference vs decode reference")
+    assert out.dtype == dtype
+    assert_close(out, expected, dtype, f"cascade reference vs decode reference ({case})")
+    # The plan is cached on the metadata: a second layer's call reuses it.
+    assert "reference" in meta.plans
+    assert_close(ref.cascade_decode_attention_reference(q, k_pool, v_pool, meta), out, dtype, "cached plan")
+
+
+def test_cascade_reference_gives_zeros_to_a_branch_with_no_kv():
+    gen = torch.Generator().manual_seed(5)
+    k_pool, v_pool = make_pools(50, 2, 16, torch.float32, gen)
+    meta = build_cascade_metadata([[0], [0, 1], []], [[3, 4], [7]], DEVICE)
+    q = torch.randn(3, 4, 16, generator=gen).to(DEVICE)
+    out = ref.cascade_decode_attention_reference(q, k_pool, v_pool, meta)
+    assert torch.equal(out[2], torch.zeros_like(out[2]))
+    indptr, indices = meta.branch_kv_lists()
+    assert_close(out, ref.tree_decode_attention_reference(q, k_pool, v_pool, indptr, indices), torch.float32,
+                 "with an empty branch")
 
 
 def test_partial_reference_merges_exactly():
