@@ -96,11 +96,15 @@ def test_seeded_sampling_is_reproducible_and_batch_invariant(tmp_path):
 def test_embedded_model_greedy_matches_recompute():
     model, tok = load_model("smollm2-135m-instruct")
     prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "What is 17 + 25?"}]))
-    engine = Engine(model, num_slots=1024)
-    (root,) = engine.prefill([prompt], seeds=[0])
-    branches = [engine.fork(root, seed=s) for s in range(2)]
-    engine.extend(branches, [tok.encode("The answer"), tok.encode("Let me")])
-    engine.decode(branches, GREEDY, 8)
-    for b in branches:
-        text = engine.text_tokens(b)
+    texts = {}
+    for share in (True, False):  # sharing on (the branches share the root: cascade decode) and off
+        engine = Engine(model, num_slots=1024, share_prefix=share)
+        (root,) = engine.prefill([prompt], seeds=[0])
+        branches = [engine.fork(root, seed=s) for s in range(2)]
+        engine.extend(branches, [tok.encode("The answer"), tok.encode("Let me")])
+        engine.decode(branches, GREEDY, 8)
+        assert (engine.cascade_steps > 0) == share
+        texts[share] = [engine.text_tokens(b) for b in branches]
+    assert texts[True] == texts[False]
+    for text in texts[True]:
         assert text[-8:] == _recompute_greedy(model, text[:-8], 8)
