@@ -48,11 +48,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
-from model.embedded import embedded_model_dir
+from model import EMBEDDED_NAME, random_model, save_pretrained
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
-from rftt.tokens import add_functional_tokens
 from search.engine import Engine
 from train.advantages import ESTIMATORS, KL_ESTIMATORS, gae, grpo, kl_estimate, reinforce_plus_plus, token_rewards, whiten
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
@@ -62,6 +60,7 @@ from train.ppo_loss import policy_loss, value_loss
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate
+from train.sft import load_base_model
 
 SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by default
 
@@ -136,7 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class PolicyWithValue(nn.Module):
     """The policy (our decoder) and, for GAE, a value head on its last hidden states,
     zero-initialised so the critic starts neutral. One module, so FSDP2 wraps both and one
-    forward gives log-probs, entropy and values."""
+    forward gives log-probs, entropy and values (None without the head: so also the frozen
+    reference, which then goes through the same forward_batch)."""
 
     def __init__(self, policy, with_value: bool):
         super().__init__()
@@ -151,20 +151,6 @@ class PolicyWithValue(nn.Module):
         logprobs, entropy = self.policy.token_logprobs(hidden, targets, temperature)
         values = self.value_head(hidden.float()).squeeze(-1) if self.value_head is not None else None
         return logprobs, entropy, values
-
-
-def load_policy(name: str, device, seed: int):
-    if name == "tiny":
-        from train.sft import TINY_SHAPE
-
-        tok = Tokenizer.from_dir(embedded_model_dir())
-        config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
-                                            eos_token_id=tok.eos_token_id))
-        model = random_model(config, seed=seed, device=device)
-    else:
-        model, tok = load_model(name, device=device)
-    add_functional_tokens(model, tok)  # a train.sft export has them already: a no-op then
-    return model, tok
 
 
 # -------------------------------------------------------------------- batching helpers
@@ -237,14 +223,14 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     barrier()
 
     # The policy, the frozen reference it is kept close to (KL), and the optimiser.
-    policy, tok = load_policy(args.model, device, args.seed)
-    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    policy, tok = load_base_model(args.model, device, args.seed)  # functional tokens added (a no-op after SFT)
+    reference = PolicyWithValue(copy.deepcopy(policy), with_value=False).eval().requires_grad_(False)
     # Rollouts run the plain (unsharded) decoder: the policy itself in one process; under
     # FSDP a full copy per rank, refreshed from the shards after every update.
     rollout_model = copy.deepcopy(policy).requires_grad_(False) if info.distributed else policy
     model = PolicyWithValue(policy, with_value=args.estimator == "gae").to(device)
     model = shard_model(model, info, blocks=policy.layers)
-    reference = shard_model(reference, info)
+    reference = shard_model(reference, info, blocks=reference.policy.layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
     problems = load_problems(args.data, "train", n=max(1000, args.problems_per_iteration * args.iterations),
@@ -290,7 +276,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         with torch.no_grad():
             for idx in micro_batches(order, args.micro_batch_size):
                 lp, _, v, mask = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
-                ref, _, _ = _reference_forward(reference, samples, idx, tok.eos_token_id, args.temperature, device)
+                ref, _, _, _ = forward_batch(reference, samples, idx, tok.eos_token_id, args.temperature, device)
                 for j in range(len(idx)):
                     old_logp.append(lp[j].float().cpu())
                     ref_logp.append(ref[j].float().cpu())
@@ -405,15 +391,6 @@ def _pool_slots(args) -> int:
     to `depth` steps; every node of every rollout can be alive at once."""
     per_problem = 256 + args.rollouts * args.depth * (args.max_step_tokens + 8)
     return per_problem * args.problems_per_iteration + 1024
-
-
-def _reference_forward(reference, samples, idx, pad_id, temperature, device):
-    seqs = [samples[i].sequence for i in idx] or [Sequence([pad_id, pad_id], 1)]
-    batch = collate(seqs, pad_id).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    with autocast:
-        logprobs, entropy = reference(batch.inputs, targets=batch.targets, temperature=temperature)
-    return logprobs, entropy, None
 
 
 def _sync_rollout_model(model, rollout_model) -> None:

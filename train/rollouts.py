@@ -41,16 +41,16 @@ def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, roll
     """Searches every problem with `rollouts` MCTS rollouts; returns (samples, roots)."""
     env = FunctionalTokenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens,
                              golds=[p.answer for p in problems], seed=seed, reward_fn=reward_fn)
-    roots = env.roots([solve_prompt_ids(tokenizer, p.question) for p in problems])
+    prompts = [solve_prompt_ids(tokenizer, p.question) for p in problems]
+    roots = env.roots(prompts)
     with tqdm(total=rollouts, desc=desc, unit="rollout", leave=False, disable=not progress) as bar:
         search(roots, env, rollouts=rollouts, max_depth=max_depth, progress=bar)
     samples = []
     for i, root in enumerate(roots):
-        prompt_len = len(solve_prompt_ids(tokenizer, problems[i].question))
         for leaf in root.leaves():  # distinct paths; a path reached twice is one sample
             tokens = engine.text_tokens(leaf.state.branch)
             response = env.text(leaf)
-            samples.append(Sample(i, Sequence(tokens, prompt_len), float(leaf.reward),
+            samples.append(Sample(i, Sequence(tokens, len(prompts[i])), float(leaf.reward),
                                   [n.action for n in leaf.path()[1:]], response, extract_answer(response)))
     return samples, roots
 
