@@ -132,6 +132,18 @@ def default_sm_scale(head_dim: int, sm_scale: float | None) -> float:
 # ------------------------------------------------------------------------ references
 
 
+def _padded_partial(q, k, v, mask, scale):
+    """The one attention computation every reference here is built from: N independent
+    problems, each M query rows over L padded keys, GQA as G query heads per KV head.
+    q: [N, M, Hkv, G, D]; k, v: [N, L, Hkv, D]; mask: bool [N, M, L] (True = may attend). Returns o: fp32 [N, M, Hkv, G, D] and lse: fp32 [N, M, Hkv, G]
+    (-inf, with o = 0, where a row may attend to no key)."""
+    scores = torch.einsum("nmhgd,nlhd->nmhgl", q.float(), k.float()) * scale
+    scores = scores.masked_fill(~mask[:, :, None, None, :], float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0)[..., None])
+    return torch.einsum("nmhgl,nlhd->nmhgd", probs, v.float()), lse
+
+
 def attention_partial_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                 sm_scale: float, mask: torch.Tensor | None = None):
     """Attention of query rows over one set of keys, as a mergeable partial.
@@ -140,18 +152,13 @@ def attention_partial_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     Returns o: [M, Hq, D] fp32 and lse: [M, Hq] fp32 (natural log). Rows with no key
     to attend to get o = 0 and lse = -inf.
     """
-    group = q.shape[1] // k.shape[1]
-    qf = q.float()
-    kf = k.float().repeat_interleave(group, dim=1)  # [L, Hq, D]
-    vf = v.float().repeat_interleave(group, dim=1)
-    scores = torch.einsum("mhd,lhd->mhl", qf, kf) * sm_scale  # [M, Hq, L]
-    if mask is not None:
-        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)  # [M, Hq]; -inf for rows with no key
-    finite = torch.isfinite(lse)
-    probs = torch.exp(scores - torch.where(finite, lse, 0.0)[..., None])  # exp(-inf) = 0
-    o = torch.einsum("mhl,lhd->mhd", probs, vf)
-    return o, lse
+    num_rows, num_q_heads, head_dim = q.shape
+    num_kv_heads = k.shape[1]
+    if mask is None:
+        mask = torch.ones(num_rows, k.shape[0], dtype=torch.bool, device=q.device)
+    qg = q.reshape(1, num_rows, num_kv_heads, num_q_heads // num_kv_heads, head_dim)
+    o, lse = _padded_partial(qg, k[None], v[None], mask[None], sm_scale)
+    return o.reshape(num_rows, num_q_heads, head_dim), lse.reshape(num_rows, num_q_heads)
 
 
 def merge_attention_partials_reference(o_part: torch.Tensor, lse_part: torch.Tensor,
@@ -194,13 +201,8 @@ def tree_decode_attention_reference(q, k_pool, v_pool, kv_indptr, kv_indices, sm
     valid = col[None, :] < lengths[:, None]  # [B, Lmax]
     flat = (kv_indptr[:-1].long()[:, None] + col[None, :]).clamp(max=kv_indices.numel() - 1)
     slots = torch.where(valid, kv_indices.long()[flat], 0)  # padding reads slot 0, masked below
-    k = k_pool[slots].float()  # [B, Lmax, Hkv, D]
-    v = v_pool[slots].float()
-    qg = q.float().view(num_seqs, num_kv_heads, num_q_heads // num_kv_heads, head_dim)  # [B, Hkv, G, D]
-    scores = torch.einsum("bhgd,blhd->bhgl", qg, k) * scale
-    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # a sequence with no keys: zeros
-    o = torch.einsum("bhgl,blhd->bhgd", probs, v)
+    qg = q.reshape(num_seqs, 1, num_kv_heads, num_q_heads // num_kv_heads, head_dim)  # [B, 1, Hkv, G, D]
+    o, _ = _padded_partial(qg, k_pool[slots], v_pool[slots], valid[:, None], scale)  # no keys: zeros
     return o.reshape(num_seqs, num_q_heads, head_dim).to(q.dtype)
 
 
@@ -230,17 +232,6 @@ def extend_attention_reference(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv
         o, _ = attention_partial_reference(q[rows], keys, values, scale, mask)
         out[rows] = o.to(q.dtype)
     return out
-
-
-def _padded_partial(q, k, v, mask, scale):
-    """Partials over padded key sets, batched. q: [N, M, Hkv, G, D]; k, v: [N, L, Hkv, D];
-    mask: bool [N, M, L]. Returns o: fp32 [N, M, Hkv, G, D] and lse: fp32 [N, M, Hkv, G]
-    (-inf, with o = 0, where a row may attend to no key)."""
-    scores = torch.einsum("nmhgd,nlhd->nmhgl", q.float(), k.float()) * scale
-    scores = scores.masked_fill(~mask[:, :, None, None, :], float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)
-    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0)[..., None])
-    return torch.einsum("nmhgl,nlhd->nmhgd", probs, v.float()), lse
 
 
 def _cascade_reference_plan(meta) -> dict:
