@@ -87,3 +87,21 @@ def test_metrics_resume_drops_rerun_steps(tmp_path):
     MetricsLog(tmp_path / "m.jsonl", resume_step=2)
     steps = [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 2]
+
+
+def test_a_resume_on_another_thread_count_is_announced(tmp_path, capsys):
+    """Float sums split over another number of threads round differently, so a checkpoint
+    records the count and a resume with a different one says it will not be bit-exact."""
+    write_checkpoint(tmp_path / "ckpt", "llama-tied", seed=2)
+    info = init_distributed("cpu")  # pins the thread count (MKL's dynamic threading off)
+    threads = torch.get_num_threads()
+    model, opt, _ = _fresh(tmp_path / "ckpt")
+    path = save_checkpoint(tmp_path / "run", 1, model, opt, {}, info)
+    assert load_checkpoint(path, model, opt, info)["cpu_threads"] == threads
+    assert "CPU threads" not in capsys.readouterr().err
+    torch.set_num_threads(threads + 1)
+    try:
+        load_checkpoint(path, model, opt, info)
+    finally:
+        torch.set_num_threads(threads)
+    assert f"written with {threads} CPU threads" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,7 +93,7 @@ def save_checkpoint(
         dcp.save(state, checkpoint_id=str(tmp), no_dist=_no_dist())
     torch.save(_rng_state(), tmp / f"rng_rank{info.rank}.pt")
     if info.is_main:
-        torch.save(dict(trainer_state, step=step), tmp / "trainer_state.pt")
+        torch.save(dict(trainer_state, step=step, cpu_threads=torch.get_num_threads()), tmp / "trainer_state.pt")
     barrier()
     if info.is_main:
         shutil.rmtree(final, ignore_errors=True)
@@ -115,4 +116,11 @@ def load_checkpoint(path: str | Path, model, optimizer, info: DistInfo) -> dict:
     rng_file = path / f"rng_rank{info.rank}.pt"
     if rng_file.is_file():  # absent when resuming on more ranks than wrote it
         _set_rng_state(torch.load(rng_file, weights_only=False))
-    return torch.load(path / "trainer_state.pt", weights_only=False)
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    threads = state.get("cpu_threads", torch.get_num_threads())
+    if threads != torch.get_num_threads() and info.is_main:
+        # Float sums split over a different number of threads round differently.
+        print(f"warning: {path} was written with {threads} CPU threads and this process has "
+              f"{torch.get_num_threads()}; the run continues, but not bit-identically to an uninterrupted one "
+              f"(OMP_NUM_THREADS={threads} restores that)", file=sys.stderr)
+    return state

@@ -35,8 +35,26 @@ class DistInfo:
         return self.world_size > 1
 
 
+def pin_cpu_threads(threads: int | None = None) -> int:
+    """Fix the number of intra-op CPU threads for the whole run and return it.
+
+    A float sum's value depends on how it is split across threads, so a run is only
+    bit-reproducible (and a resumed run only equal to an uninterrupted one) if every
+    matmul and reduction is split the same way each time. PyTorch's OpenMP kernels keep
+    the count fixed, but MKL starts with dynamic threading on and may choose fewer
+    threads for a GEMM than it was given; `torch.set_num_threads` switches that off
+    (it calls mkl_set_dynamic(false)). Default: PyTorch's own choice (the cores).
+    Costs nothing: the count is the one the run would have used anyway.
+    """
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
-    """Reads torchrun's environment; starts the process group when there are several ranks."""
+    """Reads torchrun's environment; starts the process group when there are several
+    ranks; pins the CPU thread count (see pin_cpu_threads)."""
+    pin_cpu_threads()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
