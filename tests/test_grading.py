@@ -8,7 +8,7 @@ import pytest
 
 from rftt.grading import (extract_answer, extract_gsm8k_answer, is_equiv, normalize_answer,
                           warm_up)
-from rftt.math_parser import MathParseError, TooLarge, parse_answer
+from rftt.grading.parse import MathParseError, TooLarge, parse_answer
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,0 +1,103 @@
+"""Rewrite an answer string into a canonical string: pure string work."""
+
+from __future__ import annotations
+
+import re
+
+from rftt.grading.extract import BOX, extract_answer, extract_gsm8k_answer
+
+# Units and similar words that say what the number counts, not what it is.
+_UNITS = {
+    "cm", "m", "km", "mm", "meter", "meters", "metre", "metres", "centimeter", "centimeters",
+    "kilometer", "kilometers", "millimeter", "millimeters", "in", "inch", "inches", "ft",
+    "foot", "feet", "yd", "yard", "yards", "mi", "mile", "miles", "unit", "units", "sq",
+    "square", "cubic", "degree", "degrees", "deg", "radian", "radians", "rad", "dollar",
+    "dollars", "cent", "cents", "hour", "hours", "hr", "hrs", "h", "minute", "minutes", "min",
+    "mins", "second", "seconds", "sec", "s", "day", "days", "week", "weeks", "month",
+    "months", "year", "years", "kg", "g", "gram", "grams", "pound", "pounds", "lb", "lbs",
+    "ounce", "ounces", "oz", "liter", "liters", "litre", "litres", "l", "ml", "gallon",
+    "gallons", "mph", "percent", "points", "p", "per",
+}
+_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi",
+               "inf", "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh",
+               "tanh"}
+_TEXT_COMMANDS = r"(?:text|textrm|textbf|textit|textnormal|textup|mbox|mathrm|mathbf|mathit|operatorname)"
+_UNIT_IN_TEXT = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{\s*([A-Za-z][A-Za-z. ]*?)\s*\}"
+                           r"(\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?")    # \text{ cm}^2
+_TEXT_GROUP = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{([^{}]*)\}")
+_SPACING = re.compile(r"\\(\\|[,;:! ])")
+_SIZING = re.compile(r"\\(?:left|right|[Bb]igg?[lr]?)(?![A-Za-z])\.?")
+_DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree")
+_TRAILING_WORDS = re.compile(r"(?<=[\d})\]])\s+([A-Za-z]{2,}\.?(?:\s+[A-Za-z]+\.?)*)\s*$")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_ASSIGNMENT = re.compile(r"^\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?\s*=(?![^=]*[=<>])")
+
+
+def _respace(match: re.Match) -> str:
+    # Thin spaces (\, \! ...) vanish, so 1\,000 is 1000; a matrix row break \\ stays.
+    return {"\\": "\\\\", " ": " "}.get(match.group(1), "")
+
+
+def _drop_unit(match: re.Match) -> str:
+    words = match.group(1).replace(".", " ").lower().split()
+    return " " if words and all(w in _UNITS for w in words) else match.group(0)
+
+
+def _unwrap_text(match: re.Match) -> str:
+    inner = match.group(1).strip()
+    return "," if inner.lower() in ("or", "and") else f" {inner} "
+
+
+def normalize_answer(text: str) -> str:
+    """Rewrite an answer into a canonical string. Pure string work, linear time."""
+    s = text.strip()
+    if "####" in s:
+        s = extract_gsm8k_answer(s) or ""
+    if BOX.search(s):
+        s = extract_answer(s) or s
+    s = s.replace("\\$", "").replace("$", "")
+    for left, right in (("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right):
+            s = s[2:-2]
+    s = s.replace("\u2212", "-").replace("\u00a0", " ").replace("°", "")
+    s = _SPACING.sub(_respace, s).replace("~", " ")
+    s = _SIZING.sub("", s)
+    s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
+    s = _DEGREES.sub("", s)
+    s = s.replace("\\%", "").replace("%", "")
+    s = _UNIT_IN_TEXT.sub(_drop_unit, s)
+    for _ in range(3):                                 # \text{\textbf{A}} needs two passes
+        s = _TEXT_GROUP.sub(_unwrap_text, s)
+    s = re.sub(r"\s+(?:or|and)\s+", ",", s)
+    s = _strip_trailing_words(s)
+    s = s.replace("{,}", "")
+    s = " ".join(s.split())
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    s = s.rstrip(". ")                                 # a full stop ends the sentence
+    if _ASSIGNMENT.match(s) and "," not in s:
+        s = _ASSIGNMENT.sub("", s, count=1).strip()
+    if s.startswith("+") and not s.startswith("++"):
+        s = s[1:].strip()
+    return s
+
+
+def _strip_trailing_words(s: str) -> str:
+    """'5 square units' -> '5', '18 dollars' -> '18', '12 apples' -> '12': words after a
+    number say what it counts. Kept: math words (sin, pi) and short letter runs that are
+    not units, which are more likely variables ('2 ab' is 2ab)."""
+    m = _TRAILING_WORDS.search(s)
+    if not m:
+        return s
+    words = [w.lower().rstrip(".") for w in m.group(1).split()]
+    if all(w in _UNITS or (len(w) >= 4 and w not in _MATH_WORDS) for w in words):
+        return s[:m.start()]
+    return s
+
+
+def same_text(a: str, b: str) -> bool:
+    a, b = a.replace(" ", ""), b.replace(" ", "")
+    if a == b:
+        return True
+    # Word answers ("Monday", "east") are compared without case.
+    return a.isalpha() and b.isalpha() and len(a) > 1 and a.casefold() == b.casefold()
