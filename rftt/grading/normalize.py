@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 
 from rftt.grading.extract import BOX, extract_answer, extract_gsm8k_answer
+from rftt.grading.parse.lexer import MAX_TEXT
+
+# Longer "answers" are not answers (the parser refuses them too); the cap also bounds the
+# time every rewrite below may take.
+MAX_ANSWER_CHARS = MAX_TEXT
 
 # Units and similar words that say what the number counts, not what it is.
 _UNITS = {
@@ -22,7 +27,9 @@ _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sq
                "inf", "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh",
                "tanh"}
 _TEXT_COMMANDS = r"(?:text|textrm|textbf|textit|textnormal|textup|mbox|mathrm|mathbf|mathit|operatorname)"
-_UNIT_IN_TEXT = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{\s*([A-Za-z][A-Za-z. ]*?)\s*\}"
+# One way to match only (no lazy group followed by optional spaces), so the time is linear:
+# the group keeps its trailing spaces and _drop_unit splits them off.
+_UNIT_IN_TEXT = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{\s*([A-Za-z][A-Za-z. ]*)\}"
                            r"(\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?")    # \text{ cm}^2
 _TEXT_GROUP = re.compile(r"\\" + _TEXT_COMMANDS + r"\s*\{([^{}]*)\}")
 _SPACING = re.compile(r"\\(\\|[,;:! ])")
@@ -48,13 +55,22 @@ def _unwrap_text(match: re.Match) -> str:
     return "," if inner.lower() in ("or", "and") else f" {inner} "
 
 
+# A match may start only where a run of spaces starts: `\s+ or` tried at every space of a
+# long run is quadratic (100,000 spaces took minutes).
+_OR_AND = re.compile(r"(?<!\s)\s+(?:or|and)\s+")
+
+
 def normalize_answer(text: str) -> str:
-    """Rewrite an answer into a canonical string. Pure string work, linear time."""
+    """Rewrite an answer into a canonical string. Pure string work, linear time: answers
+    longer than MAX_ANSWER_CHARS (after collapsing white space) come back unrewritten."""
     s = text.strip()
     if "####" in s:
         s = extract_gsm8k_answer(s) or ""
     if BOX.search(s):
         s = extract_answer(s) or s
+    s = " ".join(s.split())
+    if len(s) > MAX_ANSWER_CHARS:
+        return s
     s = s.replace("\\$", "").replace("$", "")
     for left, right in (("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(left) and s.endswith(right):
@@ -68,7 +84,7 @@ def normalize_answer(text: str) -> str:
     s = _UNIT_IN_TEXT.sub(_drop_unit, s)
     for _ in range(3):                                 # \text{\textbf{A}} needs two passes
         s = _TEXT_GROUP.sub(_unwrap_text, s)
-    s = re.sub(r"\s+(?:or|and)\s+", ",", s)
+    s = _OR_AND.sub(",", s)
     s = _strip_trailing_words(s)
     s = s.replace("{,}", "")
     s = " ".join(s.split())

@@ -2,48 +2,55 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
+import time
+from collections import OrderedDict
 
 from rftt.grading.compare import ExactComparer, compare_texts
-from rftt.grading.normalize import normalize_answer, same_text
+from rftt.grading.normalize import MAX_ANSWER_CHARS, normalize_answer, same_text
 from rftt.grading.worker import POOL
 
 _EXACT = ExactComparer()
-
-
-class _OutOfTime(Exception):
-    pass
 
 
 def is_equiv(pred: str | None, gold: str | None, timeout: float = 2.0) -> bool:
     """Are two answers the same mathematical object? Either may still carry ``$...$``,
     ``\\boxed{}`` or a GSM8K ``#### n`` line.
 
-    `timeout` bounds the SymPy work of this one check (seconds); when it runs out the
-    answer counts as not equal. (Starting a worker the first time is not counted; call
-    warm_up() to pay for that up front.) Thread-safe; works in any thread.
+    `timeout` bounds this one check (seconds) from the call to the verdict; when it runs
+    out the answer counts as not equal. The steps before SymPy cannot be interrupted, so
+    each is bounded instead: normalisation is linear in the text, answers longer than
+    MAX_ANSWER_CHARS are not answers, and the parser refuses more than a fixed number of
+    tokens, nesting levels and digits. SymPy gets what is left of the time and is killed
+    with its worker when it runs past. (Starting a worker the first time is not counted;
+    call warm_up() to pay for that up front.) Thread-safe; works in any thread.
     """
+    deadline = time.monotonic() + timeout
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
     p, g = normalize_answer(pred), normalize_answer(gold)
-    if not p or not g:
+    if not p or not g or max(len(p), len(g)) > MAX_ANSWER_CHARS:
         return False
     if same_text(p, g):
         return True
-    try:
-        return _verdict(p, g, timeout)
-    except _OutOfTime:
-        return False
-
-
-@lru_cache(maxsize=16384)
-def _verdict(pred: str, gold: str, timeout: float) -> bool:
-    # Cached: an RL batch grades many rollouts against the same gold. A timeout raises,
-    # and lru_cache does not cache exceptions, so only real verdicts are remembered.
-    verdict = compare_texts(pred, gold, _EXACT)
-    if verdict is not None:
-        return verdict
-    verdict = POOL.compare(pred, gold, timeout)
+    key = (p, g)
+    with _LOCK:
+        if key in _DECIDED:
+            _DECIDED.move_to_end(key)
+            return _DECIDED[key]
+    verdict = compare_texts(p, g, _EXACT)
     if verdict is None:
-        raise _OutOfTime
+        verdict = POOL.compare(p, g, deadline)
+    if verdict is None:
+        return False                       # out of time: not shown equal, and not cached
+    with _LOCK:
+        # Cached: an RL batch grades many rollouts against the same gold.
+        _DECIDED[key] = verdict
+        if len(_DECIDED) > _CACHE_SIZE:
+            _DECIDED.popitem(last=False)
     return verdict
+
+
+_CACHE_SIZE = 16384
+_DECIDED: OrderedDict[tuple[str, str], bool] = OrderedDict()   # least recently used first
+_LOCK = threading.Lock()

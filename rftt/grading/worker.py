@@ -82,19 +82,27 @@ class _WorkerPool:
         self.started = 0
         self.lock = threading.Condition()
 
-    def compare(self, pred: str, gold: str, timeout: float) -> bool | None:
-        worker = self._acquire()
-        verdict = worker.compare(pred, gold, timeout)
-        if verdict is None:
-            worker.kill()
+    def compare(self, pred: str, gold: str, deadline: float) -> bool | None:
+        """The verdict, or None when `deadline` (time.monotonic()) passes first, waiting
+        for a free worker included (starting a new one is not counted)."""
+        worker = self._acquire(deadline)
+        if worker is None:
+            return None
+        remaining = deadline - time.monotonic()
+        verdict = worker.compare(pred, gold, remaining) if remaining > 0 else None
+        if verdict is None and remaining > 0:
+            worker.kill()                  # it may still be busy: never reuse it
             worker = None
         self._release(worker)
         return verdict
 
-    def _acquire(self) -> _Worker:
+    def _acquire(self, deadline: float = float("inf")) -> _Worker | None:
         with self.lock:
             while not self.idle and self.started >= self.size:
-                self.lock.wait()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.lock.wait(min(remaining, 3600.0))
             if self.idle:
                 return self.idle.pop()
             self.started += 1
