@@ -3,7 +3,7 @@ gold answer (the rule-based reward of paper §3.3 stands on this).
 
 Three stages, cheapest first:
 
-1. ``normalize_answer`` rewrites both strings (``\\dfrac``, ``\\left``, units, degrees,
+1. ``clean_answer`` rewrites both strings (``\\dfrac``, ``\\left``, units, degrees,
    ``\\%``, thousands separators, ``$``...) and equal strings are equal answers.
 2. Both are parsed by ``rftt.grading.parse`` (our own grammar: model text is never
    evaluated) into structured answers, and compared with exact rational arithmetic when
@@ -20,6 +20,12 @@ Decisions a user should know:
   of the last place; a tie such as 29/20 against 1.5 is rejected). A decimal prediction
   is always compared exactly. The price: an exact prediction that merely rounds to a
   decimal gold (49/100 against 0.5) is accepted too.
+- A label before the value (``x =``, ``(p, q) =``, ``f(x) =``, ``AB =``) is dropped against
+  a bare value; against another label or an equation both sides are compared as
+  equations (``y = \\frac{x+1}{2}`` equals ``x - 2y + 1 = 0``; ``x = 3`` is not ``y = 3``).
+- An inequality in one variable is the interval it describes (``-y < 2`` is
+  ``(-2, \\infty)``); other inequalities and equations are equal when one is a constant
+  multiple of the other (positive for inequalities).
 - Percent signs are dropped; 50% equals 50, not 0.5 (accepting x100 or /100 makes the
   reward exploitable).
 - ``(1, 2)`` is an ordered pair or an open interval; both compare element by element with

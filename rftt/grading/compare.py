@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from rftt.grading import parse as mp
+from rftt.grading.normalize import same_text, strip_label
 
 
 def _all_of(verdicts) -> bool | None:
@@ -47,6 +48,8 @@ def _same_multiset(pred: tuple, gold: tuple, comparer) -> bool | None:
 
 def compare_answers(pred: mp.Answer, gold: mp.Answer, comparer) -> bool | None:
     """Structural comparison; `comparer` decides scalars and relations. None = undecided."""
+    if isinstance(pred, mp.Labelled) or isinstance(gold, mp.Labelled):
+        return _compare_labelled(pred, gold, comparer)
     if type(pred) is not type(gold):
         return False
     if isinstance(pred, mp.Expr):
@@ -68,6 +71,31 @@ def compare_answers(pred: mp.Answer, gold: mp.Answer, comparer) -> bool | None:
             return False
         return comparer.relation(pred, gold)
     raise TypeError(f"unknown answer type {type(pred).__name__}")
+
+
+def _compare_labelled(pred: mp.Answer, gold: mp.Answer, comparer) -> bool | None:
+    """A label (`y =`, `(a, b) =`, `f(x) =`) names what was asked for. Against a bare value
+    only the value counts; the same label on both sides compares the values; otherwise
+    (another label, an unlabelled equation) both are read as equations, and a side that
+    cannot be one (`(p, q) = (1, 2)` against `x = 1`) is not equal."""
+    if isinstance(pred, mp.Labelled) and isinstance(gold, mp.Labelled):
+        if pred.label == gold.label:
+            return compare_answers(pred.value, gold.value, comparer)
+        return _compare_as_equations(pred.equation, gold.equation, comparer)
+    labelled, other = (pred, gold) if isinstance(pred, mp.Labelled) else (gold, pred)
+    if isinstance(other, mp.Relation):
+        equation = labelled.equation
+        return _compare_as_equations(*((equation, other) if labelled is pred else (other, equation)),
+                                     comparer)
+    if labelled is pred:
+        return compare_answers(pred.value, gold, comparer)
+    return compare_answers(pred, gold.value, comparer)
+
+
+def _compare_as_equations(pred: mp.Relation | None, gold: mp.Relation | None, comparer) -> bool | None:
+    if pred is None or gold is None:
+        return False
+    return compare_answers(pred, gold, comparer)
 
 
 def _is_infinite(node: tuple) -> bool:
@@ -98,7 +126,15 @@ class ExactComparer:
 
 
 def compare_texts(pred: str, gold: str, comparer) -> bool | None:
+    """Compare two cleaned answer strings. Text the grammar cannot read (prose, unknown
+    commands) is equal only when it is the same text once a `x =` label is dropped."""
     try:
-        return compare_answers(mp.parse_answer(pred), mp.parse_answer(gold), comparer)
+        pred_answer, gold_answer = mp.parse_answer(pred), mp.parse_answer(gold)
+    except mp.TooLarge:
+        return False
     except mp.MathParseError:
-        return False                      # not an answer we can read, or too large
+        return same_text(strip_label(pred), strip_label(gold))
+    try:
+        return compare_answers(pred_answer, gold_answer, comparer)
+    except mp.MathParseError:
+        return False                      # too large to compute exactly (see parse.size)

@@ -61,8 +61,24 @@ _OR_AND = re.compile(r"(?<!\s)\s+(?:or|and)\s+")
 
 
 def normalize_answer(text: str) -> str:
-    """Rewrite an answer into a canonical string. Pure string work, linear time: answers
-    longer than MAX_ANSWER_CHARS (after collapsing white space) come back unrewritten."""
+    """Rewrite an answer into a canonical string without the name of what was asked for
+    (`x = 5` is `5`): the key under which votes for one answer are counted."""
+    return strip_label(clean_answer(text))
+
+
+def strip_label(s: str) -> str:
+    """`x = 5` -> `5`, when a lone (possibly subscripted) variable is assigned one value."""
+    if _ASSIGNMENT.match(s) and "," not in s:
+        s = _ASSIGNMENT.sub("", s, count=1).strip()
+    if s.startswith("+") and not s.startswith("++"):
+        s = s[1:].strip()
+    return s
+
+
+def clean_answer(text: str) -> str:
+    """Rewrite an answer into a canonical string, labels kept (the grader reads them).
+    Pure string work, linear time: answers longer than MAX_ANSWER_CHARS (after collapsing
+    white space) come back unrewritten."""
     s = text.strip()
     if "####" in s:
         s = extract_gsm8k_answer(s) or ""
@@ -91,8 +107,6 @@ def normalize_answer(text: str) -> str:
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     s = s.rstrip(". ")                                 # a full stop ends the sentence
-    if _ASSIGNMENT.match(s) and "," not in s:
-        s = _ASSIGNMENT.sub("", s, count=1).strip()
     if s.startswith("+") and not s.startswith("++"):
         s = s[1:].strip()
     return s

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 
 from rftt.grading.compare import ExactComparer, compare_texts
-from rftt.grading.normalize import MAX_ANSWER_CHARS, normalize_answer, same_text
+from rftt.grading.normalize import MAX_ANSWER_CHARS, clean_answer, same_text
 from rftt.grading.worker import POOL
 
 _EXACT = ExactComparer()
@@ -28,7 +28,7 @@ def is_equiv(pred: str | None, gold: str | None, timeout: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
-    p, g = normalize_answer(pred), normalize_answer(gold)
+    p, g = clean_answer(pred), clean_answer(gold)
     if not p or not g or max(len(p), len(g)) > MAX_ANSWER_CHARS:
         return False
     if same_text(p, g):

@@ -23,8 +23,8 @@ intervals: ``(1,2)``, ``[0, \\infty)``), ``SetOf`` (``\\{1,2\\}``, bare lists ``
 ``Matrix`` (``\\begin{pmatrix}``).
 """
 
-from rftt.grading.parse.answers import (Answer, Bracketed, Expr, Matrix, Relation, SetOf, Union,
-                                        parse_answer)
+from rftt.grading.parse.answers import (Answer, Bracketed, Expr, Labelled, Matrix, Relation, SetOf,
+                                        Union, parse_answer)
 from rftt.grading.parse.errors import MathParseError, TooLarge
 from rftt.grading.parse.exact import to_fraction
 from rftt.grading.parse.expression import parse_expression

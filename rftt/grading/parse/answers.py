@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from rftt.grading.parse.errors import MathParseError, TooLarge
 from rftt.grading.parse.expression import parse_expression
+from rftt.grading.parse.labels import is_expression_label, split_label
 from rftt.grading.parse.lexer import Token, tokenize
+from rftt.grading.parse.linear import solve_for_one_variable
 from rftt.grading.parse.nodes import has_symbols
 
 MAX_ITEMS = 64       # elements of a set, tuple or matrix
@@ -51,7 +53,18 @@ class Matrix:
     rows: tuple   # tuple of tuples of nodes
 
 
-Answer = Expr | Bracketed | SetOf | Union | Relation | Matrix
+@dataclass(frozen=True)
+class Labelled:
+    """`label op value` with op `=` or `in`: `y = 3`, `(a, b) = (4, 1)`, `x \\in [1, 4]`.
+    Against a bare value only the value counts; against an equation the whole thing is
+    one (`y = \\frac{x+1}{2}` is `x - 2y + 1 = 0`). `equation` is that reading, None when
+    the label cannot be a side of an equation (`(p, q)`) or op is `in`."""
+    label: str
+    value: "Answer"
+    equation: Relation | None
+
+
+Answer = Expr | Bracketed | SetOf | Union | Relation | Matrix | Labelled
 
 _OPENERS = {"(", "[", "{", "\\{"}
 _CLOSERS = {")", "]", "}", "\\}"}
@@ -59,7 +72,19 @@ _CLOSERS = {")", "]", "}", "\\}"}
 
 def parse_answer(text: str) -> Answer:
     """Parse a normalised answer string. Raises MathParseError (TooLarge for huge ones)."""
-    return _structure(tokenize(text))
+    tokens = tokenize(text)
+    labelled = split_label(tokens)
+    if labelled is None:
+        return _structure(tokens)
+    label, op, value_tokens = labelled
+    value = _structure(value_tokens)
+    equation = None
+    if op == "=" and is_expression_label(label) and isinstance(value, Expr):
+        try:
+            equation = Relation(parse_expression(label), "=", value.node)
+        except MathParseError:
+            equation = None                     # `f(x, y)` is a label, not an expression
+    return Labelled(" ".join(t.text for t in label), value, equation)
 
 
 def _is_opener(t: Token) -> bool:
@@ -196,6 +221,8 @@ def _relation(tokens: list[Token]) -> Answer:
         if op in _FLIP:
             lhs, op, rhs = rhs, _FLIP[op], lhs
         interval = _as_interval(lhs, op, rhs)
+        if interval is None:
+            interval = _solved_interval(lhs, op, rhs)
         return interval if interval is not None else Relation(lhs, op, rhs)
     if len(ops) == 2 and nodes[1][0] == "sym" and not has_symbols(nodes[0]) and not has_symbols(nodes[2]):
         # a chain 1 < x <= 3 (or 3 >= x > 1) is the interval (1, 3]
@@ -210,6 +237,21 @@ _LEFT = {"<": "(", "<=": "["}
 _RIGHT = {"<": ")", "<=": "]"}
 _NEG_INFINITY = ("neg", ("const", "oo"))
 _INFINITY = ("const", "oo")
+
+
+def _solved_interval(lhs: tuple, op: str, rhs: tuple) -> Bracketed | None:
+    """`-y < 2` is (-2, oo), `2x <= 6` is (-oo, 3]: a linear inequality in one variable,
+    solved exactly (dividing by a negative coefficient turns it around)."""
+    if op not in ("<", "<="):
+        return None
+    solved = solve_for_one_variable(lhs, rhs)
+    if solved is None:
+        return None
+    a, b = solved                                  # a v + b op 0
+    bound = Expr(("num", -b / a, None))
+    if a > 0:
+        return Bracketed("(", (Expr(_NEG_INFINITY), bound), _RIGHT[op])
+    return Bracketed(_LEFT[op], (bound, Expr(_INFINITY)), ")")
 
 
 def _as_interval(lhs: tuple, op: str, rhs: tuple) -> Bracketed | None:
