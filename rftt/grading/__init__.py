@@ -13,13 +13,16 @@ Three stages, cheapest first:
    process, which works from any thread (``signal.alarm`` only works in the main thread).
 
 Decisions a user should know:
-- Exact by default: 0.5 equals 1/2, but 0.33 does not equal 1/3. The one tolerance: when
-  the GOLD is a decimal literal (it is itself a rounded value, "0.33") and the prediction
-  is an exact form without decimals ("1/3", "\\pi"), the prediction is accepted if it
-  rounds to the gold at the gold's number of decimal places (strictly within half a unit
-  of the last place; a tie such as 29/20 against 1.5 is rejected). A decimal prediction
-  is always compared exactly. The price: an exact prediction that merely rounds to a
-  decimal gold (49/100 against 0.5) is accepted too.
+- Exact by default: 0.5 equals 1/2, 2.49 does not equal 2.5. Two tolerances for rounded
+  decimals. When the GOLD is a decimal literal (it is itself a rounded value, "0.33") and
+  the prediction is an exact form without decimals ("1/3", "\\pi"), the prediction is
+  accepted if it rounds to the gold at the gold's number of decimal places (strictly
+  within half a unit of the last place; a tie such as 29/20 against 1.5 is rejected); the
+  price: an exact prediction that merely rounds to a decimal gold (49/100 against 0.5) is
+  accepted too. When the PREDICTION is a decimal and the gold a fraction with no finite
+  decimal expansion (1/3, 1/6), the decimal is accepted if it is the fraction rounded at
+  its last shown digit with at least two significant digits (0.33 and 0.1666666666666667
+  yes, 0.3 no); a fraction with a finite expansion (1/8) must be given in full.
 - A label before the value (``x =``, ``(p, q) =``, ``f(x) =``, ``AB =``) is dropped against
   a bare value; against another label or an equation both sides are compared as
   equations (``y = \\frac{x+1}{2}`` equals ``x - 2y + 1 = 0``; ``x = 3`` is not ``y = 3``).

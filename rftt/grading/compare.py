@@ -98,6 +98,32 @@ def _compare_as_equations(pred: mp.Relation | None, gold: mp.Relation | None, co
     return compare_answers(pred, gold, comparer)
 
 
+MIN_SIGNIFICANT_DIGITS = 2     # 0.33 stands for 1/3; 0.3 is too coarse to stand for anything
+
+
+def rounds_repeating_fraction(decimal: tuple[Fraction, int], exact: Fraction) -> bool:
+    """Is the decimal `exact` rounded at its last shown digit, where `exact` has no finite
+    decimal expansion (0.33 or 0.333 for 1/3, 0.1666666666666667 for 1/6)? Such a fraction
+    can only ever be written rounded. A fraction with a finite expansion (1/8 = 0.125) must
+    be written in full, and one or two shown digits must be significant ones: 0.3 is not
+    1/3, and neither is 0.34 nor the truncated 0.6666 for 2/3."""
+    value, places = decimal
+    if _terminates(exact):
+        return False
+    digits = str(abs(value.numerator * 10 ** places // value.denominator)).lstrip("0")
+    if len(digits) < MIN_SIGNIFICANT_DIGITS:
+        return False
+    return abs(value - exact) < Fraction(1, 2 * 10 ** places)
+
+
+def _terminates(q: Fraction) -> bool:
+    d = q.denominator
+    for prime in (2, 5):
+        while d % prime == 0:
+            d //= prime
+    return d == 1
+
+
 def _is_infinite(node: tuple) -> bool:
     return node == ("const", "oo") or node == ("neg", ("const", "oo"))
 
@@ -119,6 +145,9 @@ class ExactComparer:
         if decimal is not None and not mp.has_decimal(pred):
             value, places = decimal
             return abs(p - value) < Fraction(1, 2 * 10 ** places)
+        decimal = mp.decimal_literal(pred)
+        if decimal is not None and not mp.has_decimal(gold):
+            return rounds_repeating_fraction(decimal, g)
         return False
 
     def relation(self, pred: mp.Relation, gold: mp.Relation) -> bool | None:
