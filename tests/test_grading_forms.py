@@ -4,7 +4,7 @@ reward that accepts wrong answers is exploited by RL)."""
 
 import pytest
 
-from rftt.grading import is_equiv, normalize_answer, warm_up
+from rftt.grading import extract_answer, is_equiv, normalize_answer, warm_up
 from rftt.grading.parse import Bracketed, Labelled, parse_answer, to_fraction, tokenize
 from rftt.grading.parse.labels import split_label
 
@@ -28,6 +28,9 @@ EQUAL_FORMS = [
     ("label", "AB = 5", "5"), ("label", r"x = \frac12", "0.5"),
     ("label", r"\theta = \frac{\pi}{4}", r"\frac{\pi}{4}"), ("label", "3", "k = 3"),
     ("label", "x_1 = 2", "2"), ("label", "x = 3", "x = 3.0"),
+    ("boxes", r"\boxed{2}, \boxed{5}", r"\{2, 5\}"),
+    ("boxes", r"The solutions are $\boxed{2}$ and $\boxed{5}$.", "5, 2"),
+    ("boxes", r"\boxed{-1} \text{ or } \boxed{3}", r"\{3, -1\}"), ("boxes", "2, 5", r"\{5, 2\}"),
     ("interval", r"x \in [1, 4]", r"1 \le x \le 4"), ("interval", "[1, 4]", r"1 \leq x \leq 4"),
     ("interval", r"x \in (-\infty, 2)", "x < 2"), ("interval", r"4 \ge x \ge 1", r"x \in [1, 4]"),
     ("percent", r"45\%", "45 percent"), ("percent", "45%", r"45 \text{ percent}"),
@@ -53,6 +56,9 @@ UNEQUAL_FORMS = [
     ("label", "f(x) = x^2 + 1", "x^2 - 1"), ("label", "AB = 5", "6"), ("label", "x = 3", "y = 3"),
     ("label", "x = 3", "x = 4"), ("label", "x + 1 = 3", "3"), ("label", "2x = 6", "6"),
     ("label", "(a, b) = (4, 1)", "(4, 1, 0)"), ("label", "f(x) = 5", "x = 5"),
+    ("boxes", r"\boxed{2}, \boxed{5}", "5"), ("boxes", r"\boxed{2}, \boxed{5}", r"\{2, 5, 7\}"),
+    ("boxes", r"\boxed{3} was wrong, the answer is \boxed{4}", r"\{3, 4\}"),
+    ("boxes", r"\boxed{2}, \boxed{2}", r"\{2, 5\}"), ("boxes", r"\boxed{2}, \boxed{5}", "(2, 5)"),
     ("interval", r"x \in [1, 4]", r"1 < x \le 4"), ("interval", r"x \in [1, 4)", r"1 \le x \le 4"),
     ("interval", r"x \in [1, 4]", r"1 \le x \le 5"), ("interval", r"4 \ge x \ge 1", r"x \in [1, 4)"),
     ("percent", r"45\%", "0.45"), ("percent", "45 percent", "4.5"), ("percent", r"45\%", "450"),
@@ -86,6 +92,28 @@ def test_every_form_has_equal_and_unequal_pairs():
     forms = {form for form, _, _ in EQUAL_FORMS}
     assert forms <= {form for form, _, _ in UNEQUAL_FORMS}
     assert {form for form, _, _ in UNEQUAL_FORMS} <= forms
+
+
+# --------------------------------------------------------------------------- several boxes
+
+@pytest.mark.parametrize("text, expected", [
+    (r"\boxed{2}, \boxed{5}", "2, 5"),
+    (r"So $x = \boxed{2}$ or $x = \boxed{5}$", "5"),         # words between: the last one
+    (r"$\boxed{2}$ and $\boxed{5}$.", "2, 5"),
+    (r"\boxed{-1} \text{ or } \boxed{3}", "-1, 3"),
+    (r"\boxed{1}\quad \boxed{2};\boxed{3}", "1, 2, 3"),
+    (r"\boxed{3} then fixed it: \boxed{4}", "4"),
+    (r"\boxed{2}. \boxed{5}", "5"),                            # a full stop ends the answer
+    (r"\boxed{\boxed{1}}", "1"),
+    (r"\boxed{}, \boxed{5}", "5"),
+    (r"\boxed{(1, 2)}, \boxed{(3, 4)}", "(1, 2), (3, 4)"),
+])
+def test_several_final_boxes_are_one_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_an_unclosed_last_box_is_still_no_answer():
+    assert extract_answer(r"\boxed{2}, \boxed{5") is None
 
 
 # --------------------------------------------------------------------------- labels, relations

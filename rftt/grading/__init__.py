@@ -29,6 +29,7 @@ Decisions a user should know:
 - An inequality in one variable is the interval it describes (``-y < 2`` is
   ``(-2, \\infty)``); other inequalities and equations are equal when one is a constant
   multiple of the other (positive for inequalities).
+- Several boxes at the end of a response (``\\boxed{2}, \\boxed{5}``) are one answer, a set.
 - Percent signs are dropped; 50% equals 50, not 0.5 (accepting x100 or /100 makes the
   reward exploitable).
 - ``(1, 2)`` is an ordered pair or an open interval; both compare element by element with
