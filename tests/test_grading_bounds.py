@@ -55,3 +55,29 @@ def test_an_answer_over_the_cap_comes_back_unrewritten():
     assert len(long) > MAX_ANSWER_CHARS
     assert normalize_answer(long) == long.strip()
     assert normalize_answer(r"\dfrac{1}{2}") == r"\frac{1}{2}"
+
+
+_COLD_START = """
+from rftt.grading import is_equiv
+# no warm_up(): starting the worker (importing SymPy) takes longer than this time limit
+print(is_equiv(r"\\sqrt{8}", r"2\\sqrt{2}", timeout=0.3), is_equiv(r"\\sqrt{8}", r"3", timeout=0.3))
+"""
+
+
+def test_starting_a_worker_is_not_counted_against_the_time_limit():
+    result = subprocess.run([sys.executable, "-c", _COLD_START], capture_output=True, text=True,
+                            cwd=REPO, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "False"]
+
+
+def test_the_time_limit_covers_the_whole_verdict():
+    from rftt.grading import is_equiv, warm_up
+    warm_up()
+    # No time at all: what rational arithmetic decides is still decided, but SymPy (needed
+    # for the roots) never runs, so the answer counts as not shown equal...
+    # (A pair no other test grades: verdicts are cached, and a cached one needs no time.)
+    assert is_equiv("1/2", "0.5", timeout=0.0)
+    assert not is_equiv(r"\sqrt{98}", r"7\sqrt{2}", timeout=0.0)
+    # ... and that verdict is not remembered: with time, the same pair is equal.
+    assert is_equiv(r"\sqrt{98}", r"7\sqrt{2}", timeout=30.0)

@@ -85,10 +85,10 @@ class _WorkerPool:
     def compare(self, pred: str, gold: str, deadline: float) -> bool | None:
         """The verdict, or None when `deadline` (time.monotonic()) passes first, waiting
         for a free worker included (starting a new one is not counted)."""
-        worker = self._acquire(deadline)
+        worker, startup = self._acquire(deadline)
         if worker is None:
             return None
-        remaining = deadline - time.monotonic()
+        remaining = deadline + startup - time.monotonic()
         verdict = worker.compare(pred, gold, remaining) if remaining > 0 else None
         if verdict is None and remaining > 0:
             worker.kill()                  # it may still be busy: never reuse it
@@ -96,18 +96,21 @@ class _WorkerPool:
         self._release(worker)
         return verdict
 
-    def _acquire(self, deadline: float = float("inf")) -> _Worker | None:
+    def _acquire(self, deadline: float = float("inf")) -> tuple[_Worker | None, float]:
+        """(an idle or new worker, or None when the deadline passed first; the seconds spent
+        starting a new one, which the caller does not count against its time limit)."""
         with self.lock:
             while not self.idle and self.started >= self.size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return None
+                    return None, 0.0
                 self.lock.wait(min(remaining, 3600.0))
             if self.idle:
-                return self.idle.pop()
+                return self.idle.pop(), 0.0
             self.started += 1
+        start = time.monotonic()
         try:
-            return _Worker()
+            return _Worker(), time.monotonic() - start
         except BaseException:
             self._release(None)
             raise
@@ -159,4 +162,4 @@ def serve() -> None:
 
 def warm_up() -> None:
     """Start a SymPy worker now, so the first graded answer does not wait for it."""
-    POOL._release(POOL._acquire())
+    POOL._release(POOL._acquire()[0])
