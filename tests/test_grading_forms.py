@@ -105,6 +105,7 @@ def test_every_form_has_equal_and_unequal_pairs():
     (r"\boxed{3} then fixed it: \boxed{4}", "4"),
     (r"\boxed{2}. \boxed{5}", "5"),                            # a full stop ends the answer
     (r"\boxed{\boxed{1}}", "1"),
+    (r"\boxed{5} \boxed{5}", "5"),                            # repeated: one answer
     (r"\boxed{}, \boxed{5}", "5"),
     (r"\boxed{(1, 2)}, \boxed{(3, 4)}", "(1, 2), (3, 4)"),
 ])

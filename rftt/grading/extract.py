@@ -44,6 +44,8 @@ def extract_answer(text: str | None) -> str | None:
                 or not _BOX_SEPARATOR.fullmatch(text, end, gap_end)):
             break
         contents.append(previous)
+    if len(set(contents)) == 1:
+        return content                             # the same box repeated is one answer
     return ", ".join(reversed(contents))
 
 
