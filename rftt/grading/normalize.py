@@ -36,7 +36,9 @@ _SPACING = re.compile(r"\\(\\|[,;:! ])")
 _SIZING = re.compile(r"\\(?:left|right|[Bb]igg?[lr]?)(?![A-Za-z])\.?")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree")
 _TRAILING_WORDS = re.compile(r"(?<=[\d})\]])\s+([A-Za-z]{2,}\.?(?:\s+[A-Za-z]+\.?)*)\s*$")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# The whole answer is one number with thousands separators, possibly after a label (`x =`);
+# anything else with commas in it is a list (`1,5`, `(1,000, 2)`).
+_THOUSANDS = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)? ?= ?)?[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _ASSIGNMENT = re.compile(r"^\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?\s*=(?![^=]*[=<>])")
 
 
@@ -104,7 +106,7 @@ def clean_answer(text: str) -> str:
     s = _strip_trailing_words(s)
     s = s.replace("{,}", "")
     s = " ".join(s.split())
-    if _THOUSANDS.fullmatch(s):
+    if _THOUSANDS.fullmatch(s):                        # after the white space is collapsed
         s = s.replace(",", "")
     s = s.rstrip(". ")                                 # a full stop ends the sentence
     if s.startswith("+") and not s.startswith("++"):
