@@ -9,7 +9,7 @@ defect FIELD-NOTES warns about.) The phase-1 search has its own, per-function pr
 
 from __future__ import annotations
 
-# Asking for \boxed{} explicitly: the grader reads the last \boxed{} (rftt/grading.py), and
+# Asking for \boxed{} explicitly: the grader reads the last \boxed{} (rftt/grading/extract.py), and
 # the release's prompts asked for "\box{}", which its own grader never found.
 ANSWER_INSTRUCTION = "Put the final answer in \\boxed{}."
 

@@ -8,7 +8,7 @@ import pytest
 
 from rftt.grading import (extract_answer, extract_gsm8k_answer, is_equiv, normalize_answer,
                           warm_up)
-from rftt.math_parser import MathParseError, TooLarge, parse_answer
+from rftt.grading.parse import MathParseError, TooLarge, parse_answer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -145,8 +145,8 @@ EQUAL = [
 ]
 
 NOT_EQUAL = [
-    ("5", "6"), ("0.5", "0.6"), ("1/2", "1/3"), ("-2", "2"), ("0.33", "1/3"), ("3.14", r"\pi"),
-    ("0.3333", r"\frac{1}{3}"), ("2.49", "2.5"), ("1.41", r"\sqrt{2}"), ("0.5", "50%"),
+    ("5", "6"), ("0.5", "0.6"), ("1/2", "1/3"), ("-2", "2"), ("0.3", "1/3"), ("3.14", r"\pi"),
+    ("0.3334", r"\frac{1}{3}"), ("2.49", "2.5"), ("1.41", r"\sqrt{2}"), ("0.5", "50%"),
     ("50", "0.5"), (r"\sqrt{2}", "2"), (r"2\sqrt{2}", r"\sqrt{6}"), (r"\pi", "3"), ("2^{10}", "1000"),
     ("x^2+1", "(x+1)^2"), ("2x", "x"), ("x", "y"), ("x+1", "x-1"), (r"\sin x", r"\cos x"),
     ("(1, 2)", "(2, 1)"), ("(1, 2)", "[1, 2]"), ("[1, 2)", "[1, 2]"), ("(0, 1]", "(0, 1)"),
@@ -180,12 +180,16 @@ def test_equal_is_symmetric_where_no_decimal_gold_is_involved():
             assert is_equiv(gold, pred), (gold, pred)
 
 
-def test_decimal_tolerance_is_one_sided():
-    # The gold 0.33 is itself rounded, so the exact 1/3 is accepted; a rounded prediction
-    # of an exact gold is not (the model should give the exact value).
+def test_decimal_rounding_rules():
+    # The gold 0.33 is itself rounded, so the exact 1/3 is accepted.
     assert is_equiv("1/3", "0.33")
-    assert not is_equiv("0.33", "1/3")
-    # ... and only an exact form gets that benefit: a decimal prediction is exact.
+    # 1/3 has no finite decimal: written as a decimal it is always rounded, so a decimal
+    # that rounds it at its last digit (with at least two significant digits) is accepted...
+    assert is_equiv("0.33", "1/3")
+    assert not is_equiv("0.3", "1/3")
+    # ... but a fraction with a finite decimal must be given in full,
+    assert not is_equiv("0.13", "1/8") and is_equiv("0.125", "1/8")
+    # and a decimal against a decimal is exact.
     assert not is_equiv("0.334", "0.33")
 
 

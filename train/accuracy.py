@@ -2,7 +2,7 @@
 
 Greedy decoding of the solver prompt (rftt/prompts.py) through the engine, many problems
 per batch; a response is correct when its last \\boxed{} is equivalent to the gold
-answer (rftt/grading.py). Decoding stops at EOS or after `</output>` (a model trained
+answer (rftt/grading/). Decoding stops at EOS or after `</output>` (a model trained
 with functional tokens ends there).
 """
 
