@@ -5,7 +5,7 @@
     python bench/rollout_throughput.py --config llama3-8b --dtype bfloat16   # on a GPU
     python bench/rollout_throughput.py --config qwen2.5-7b --dtype bfloat16 --profile trace.json
 
-The workload is the tree RFTT's search grows (DESIGN.md, "Search"), fixed and seeded:
+The workload is the tree RFTT's search grows, fixed and seeded:
 
     P problems. Problem p's prompt = a shared instruction prefix of --prompt-tokens token
     ids + PROBLEM_TOKENS ids of its own (random ids from the vocabulary, seeded: throughput
@@ -49,7 +49,7 @@ KV bytes (per token: layers * kv_heads * head_dim * 2 (K and V) * dtype size):
                      = P * prompt + L * (P*b + P*b^2 + ... + P*b^d) tokens
 
 On CUDA the shared run's decode steps are also compared with the physical floor of a
-decode step (DESIGN.md, "Kernels"): per step, bytes = weights read once (all parameters;
+decode step: per step, bytes = weights read once (all parameters;
 an untied input embedding only as the rows gathered) + the unique KV the active branches
 attend to + the KV written + the fp32 logits written. `achieved_bw_fraction` =
 (sum of those bytes over all decode steps / the decode calls' wall time) / the bandwidth

@@ -2,8 +2,8 @@
 
 Greedy evaluation, SFT training examples, RL rollouts and inference-time search all put
 a question to the model the same way, so what SFT teaches is what RL and evaluation ask
-for. (The authors' release generated with one template and trained with another — a
-defect FIELD-NOTES warns about.) The phase-1 search has its own, per-function prompts
+for. (The authors' release generated with one template and trained with another, so its
+RL policy was asked questions in a form SFT never showed it.) The phase-1 search has its own, per-function prompts
 (rftt/sft_prompts.py); those are instructions to a helper, not the solver's prompt.
 """
 

@@ -18,7 +18,7 @@ outcome, per step of a rollout path (``step_rewards``), is this rule:
   0.4 * score; ``step_weight`` is our bounded version of the per-step part.)
 
 The RL loop puts each step's reward on the step's closing-tag token; REINFORCE++ then sums
-them into returns with gamma = 1 (paper §3.3, FIELD-NOTES "RL in the paper").
+them into returns with gamma = 1 (paper §3.3).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Phase 1 runs before the model has functional tokens: a plain instruct model is asked, one
 function at a time, to write the next reasoning step of a partial solution. Every prompt
 carries the question and "Existing Steps:" followed by the steps so far, written as plain
-text ("Step 1 (clarify): ..."), then the instruction for the function wanted (FIELD-NOTES,
-"RFTT as published"). The instruction comes last, after the question and the steps.
+text ("Step 1 (clarify): ..."), then the instruction for the function wanted, as in the
+authors' release. The instruction comes last, after the question and the steps.
 
 A generation may also start with forced assistant text (``assistant_prefix``): a small
 model follows "Sub-question:" far more reliably than it follows a description of it.
@@ -13,7 +13,7 @@ The sub-question step takes two generations (as in the authors' release): the qu
 stopping at a newline, then its answer. ``SUBQUESTION_ANSWER_PREFIX`` is forced between.
 
 Answers go in ``\\boxed{}`` (the release asked for ``\\box{}``, which its own grader never
-found; FIELD-NOTES "Known defects"). Every function here is pure: text in, text out.
+found). Every function here is pure: text in, text out.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Sequence
 
 from .steps import Step
 
-# What each function asks for (FIELD-NOTES: clarify restates with all the information;
+# What each function asks for (paper §3.1: clarify restates with all the information;
 # analysis is guidance without calculation; a sub-question is independently solvable and
 # then answered; a next step is one named step or the final "So the answer is"; a direct
 # answer finishes everything).

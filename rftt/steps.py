@@ -18,8 +18,8 @@ from rftt.tokens import FUNCTIONAL_TOKENS, FUNCTIONS, close_tag, open_tag
 ROOT = "root"
 
 # Phase 2 (online RL) and inference: after a step of type `from`, the model's own
-# distribution over the next functional token is restricted to these (paper §3.2, the
-# transition table in DESIGN.md). `output` is a leaf.
+# distribution over the next functional token is restricted to these (paper §3.2).
+# `output` is a leaf.
 RL_TRANSITIONS: dict[str, tuple[str, ...]] = {
     ROOT: ("clarify", "analysis", "subquestion", "next_step"),
     "clarify": ("analysis", "subquestion", "next_step", "direct_answer"),
@@ -187,7 +187,7 @@ class _StepReader:
 
 
 def is_terminal(step: Step) -> bool:
-    """Does this step end a reasoning path? (FIELD-NOTES "Terminal"; paper §3.1.)
+    """Does this step end a reasoning path? (Paper §3.1 and the authors' release.)
 
     A direct answer and an output always do; a next step does when it is the final one:
     it says "So the answer is" or gives a boxed answer. (The depth limit, the other way a

@@ -1,5 +1,5 @@
-"""From a searched phase-1 tree to tagged SFT trajectories (paper §3.1, FIELD-NOTES
-"Trajectory choice" and "Merge").
+"""From a searched phase-1 tree to tagged SFT trajectories (paper §3.1; the ranking and
+merge rules of the authors' release).
 
 Two kinds of training response come out of one tree:
 
@@ -100,7 +100,8 @@ def rank_key(leaf: TreeNode) -> tuple:
 
 
 def choose_correct_leaf(root: TreeNode, plain: bool = True) -> TreeNode | None:
-    """The best correct leaf (FIELD-NOTES order). plain=True: only leaves whose own path
+    """The best correct leaf: fewest repeated steps, then the longest path, the shortest
+final step, the best mean step score (the authors' order). plain=True: only leaves whose own path
     is a valid RL trajectory, so it can be emitted as a "correct" row. (A direct answer
     straight from the root is searched in phase 1 but is not an RL transition; such a
     path can still be the corrected half of a merge, where it becomes a <refine>.)"""

@@ -1,6 +1,7 @@
 """The KV pool: one slot per cached token, a free list, and reference counts.
 
-Every layer keeps its keys and values in one tensor of *slots* (DESIGN.md, "Kernels"):
+Every layer keeps its keys and values in one tensor of *slots*, the layout the attention
+kernels read (kernels/):
 
     k[layer]: [num_slots, n_kv_heads, head_dim]     (the same for v)
 
@@ -18,7 +19,7 @@ The reference count of a slot is the number of holders that will each call `decr
 once. `alloc` hands out slots with a count of 1; a slot returns to the free list when its
 count reaches 0. Two holders can therefore share a slot safely (`incref`), and a release
 path that runs twice is caught as a double free instead of freeing a slot someone else
-has since been given (FIELD-NOTES, "double frees on two release paths").
+has since been given (two release paths for one slot are a classic paged-cache bug).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ needs, matters on a CPU: hashing [B, 49152] counters cost more than the model's 
 The cumulative sum runs in fp64 so that a 53-bit uniform resolves even tiny
 probabilities. Temperature 0 is greedy. The log-prob returned for RL is
 that of the *tempered, untruncated* distribution log_softmax(logits / T) — the policy the
-PPO ratio must use (FIELD-NOTES, "Logprobs": divide by the sampling temperature).
+PPO ratio must use: log-probs of a tempered sample are taken after dividing the logits
+by the same temperature, or the ratio compares two different policies.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 A node owns a *span*: the slots (and token ids) of the tokens it added. A branch is the
 path from a root to a leaf; its KV is the concatenation of the spans along that path, so
-every branch below a node reads that node's slots and nothing is copied on fork
-(DESIGN.md, "Search").
+every branch below a node reads that node's slots and nothing is copied on fork.
 
     root: prompt tokens            slots [0..40)
     ├── child: "<analysis> ..."    slots [40..90)
@@ -14,8 +13,9 @@ Ownership and reference counts. Every slot in the tree is owned by exactly one n
 its pool reference count is 1 (the count counts *owners*, not the branches reading it).
 Forking is then O(1) (no incref of thousands of ancestor slots), pruning a node decrefs
 each of its own slots exactly once, and "how much could eviction free" is the sum of span
-lengths, where no shared slot can be counted twice (FIELD-NOTES pitfalls: freeing shared
-pages still referenced, double frees, evictable accounting counting shared pages twice).
+lengths, where no shared slot can be counted twice (the failures tree caches are known for:
+freeing shared pages still referenced, double frees, evictable accounting counting shared
+pages twice).
 Which branches still need a node is tracked per node instead, by `active_below`.
 
 Node life cycle.
@@ -42,8 +42,8 @@ how many slots were needed, free and evictable. An allocation that fails allocat
 nothing.
 
 Weight version: RL changes the weights between iterations, and KV computed by the old
-weights must never be attended to again (FIELD-NOTES: stale KV across an RL update makes
-learning collapse). Every node records the version it was created under;
+weights must never be attended to again (rollouts that attend to stale KV sample from a
+policy that no longer exists, and learning collapses). Every node records the version it was created under;
 `bump_weight_version` drops every node and frees its slots, and operations on those nodes
 fail with a stale-weights error.
 """
@@ -300,7 +300,8 @@ class TokenTree:
             self._remove_subtree(root, reason="pruned")
 
     def bump_weight_version(self) -> int:
-        """Call after every optimizer step. Drops all KV (it came from the old weights).
+        """Call whenever the weights the KV was computed with change (train.ppo: once per
+        iteration, after its PPO update and before the next rollouts). Drops all KV.
 
         Returns the new version. Nodes created before the bump are dead: using them raises
         DeadNodeError naming the stale version.
@@ -353,7 +354,7 @@ class TokenTree:
             reached.append(node)
             _require(node.alive, f"dead {node} is still in the tree")
             _require(self._live.get(node.id) is node, f"{node} missing from the live index")
-            # Stale KV must be unreachable (FIELD-NOTES: stale KV across an RL update).
+            # Stale KV (from before an RL weight update) must be unreachable.
             _require(
                 node.weight_version == self.weight_version,
                 f"{node} is from weight version {node.weight_version}, tree is at "
