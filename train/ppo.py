@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     info = init_distributed(args.device)
     device = info.device
     out = Path(args.out)
+    check_writable_dir(out)  # every rank writes checkpoint shards there (and none may raise alone)
     if info.is_main:
-        check_writable_dir(out)
         (out / "samples").mkdir(exist_ok=True)
     barrier()
     problems = load_problems(args.data, "train", n=max(1000, args.problems_per_iteration * args.iterations),

@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> dict:
     device = info.device
     torch.manual_seed(args.seed + info.rank)
     out = Path(args.out)
-    if info.is_main:
-        check_writable_dir(out)  # before the search: its rows must have somewhere to go
+    # Before the search (its rows must have somewhere to go), on every rank: each writes
+    # its checkpoint shards there, and a rank that raised alone would hang the others.
+    check_writable_dir(out)
     barrier()
     summary_path = out / "summary.json"
     started = time.time()
