@@ -23,7 +23,7 @@ from search.solve import main as solve_main
 from tests.tiny_models import write_checkpoint
 from train import eval as eval_cli
 from train import ppo, sft
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from train.distributed import init_distributed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,10 +176,18 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert find_latest(tmp_path / "run") == newest
 
 
+def test_a_run_whose_every_checkpoint_is_corrupt_does_not_start_over(tmp_path):
+    _small_run(tmp_path)
+    for step in (1, 2):
+        (tmp_path / "run" / "checkpoints" / f"step_0000000{step}" / "trainer_state.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint to resume from: .*step_00000002 .*step_00000001"):
+        find_latest(tmp_path / "run")
+    assert len(list((tmp_path / "run" / "checkpoints").iterdir())) == 2  # both still there
+
+
 def test_a_checkpoint_of_another_model_names_its_directory(tmp_path):
     _small_run(tmp_path)
     other = torch.nn.Linear(5, 3)
-    from train.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match=r"step_00000002: cannot load it into this model"):
         load_checkpoint(find_latest(tmp_path / "run"), other, torch.optim.AdamW(other.parameters()),
                         init_distributed("cpu"))

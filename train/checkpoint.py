@@ -94,17 +94,23 @@ def checkpoint_damage(path: Path) -> str | None:
 
 
 def find_latest(run_dir: str | Path) -> Path | None:
-    """The newest intact checkpoint of a run directory, or None. Newer damaged ones are
-    reported on stderr and left where they are."""
+    """The newest intact checkpoint of a run directory, or None when it has none. Newer
+    damaged ones are reported on stderr and left where they are; when every checkpoint
+    is damaged the run does not silently start over: CheckpointError names them."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return None
+    damaged = []
     for path in reversed(_step_dirs(root)):
         damage = checkpoint_damage(path)
         if damage is None:
             return path
+        damaged.append(f"{path} ({damage})")
         print(f"warning: checkpoint {path} is corrupt ({damage}); falling back to an older one "
               "(the corrupt one is kept)", file=sys.stderr)
+    if damaged:
+        raise CheckpointError(f"{root}: no intact checkpoint to resume from: {'; '.join(damaged)}. Move them away "
+                              "to start over, or use a new --out")
     return None
 
 
