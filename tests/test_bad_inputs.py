@@ -25,6 +25,8 @@ from train import eval as eval_cli
 from train import ppo, sft
 from train.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from train.distributed import init_distributed
+from train.prompt_lengths import check_sequence_lengths
+from train.sequences import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 NO_MODEL = "/nonexistent/model"  # loading it would fail: reaching it means the check came too late
@@ -126,6 +128,16 @@ def test_sft_rows_are_told_apart_from_gsm8k_and_trained_on(tmp_path):
     summary = sft.main(["--preset", "tiny", "--data", str(rows_path), "--epochs", "1", "--batch-size", "2",
                         "--no-eval", "--out", str(tmp_path / "run")])
     assert summary["sft_rows"] == 4 and summary["steps"] == 2 and summary["kinds"] == {"reference": 4}
+    # Every row is trained on, so the held-out problems come from the generator's test split.
+    _, held_out = sft.split_problems(sft.parse_args(["--preset", "tiny", "--data", str(rows_path)]))
+    assert held_out == generate_arithmetic(8, "test", seed=0)
+
+
+def test_an_sft_row_too_long_for_the_context_is_named(tiny_dir):
+    config = load_model(tiny_dir)[0].config
+    rows = [Sequence([1] * 20, prompt_len=10), Sequence([1] * 9000, prompt_len=10)]
+    with pytest.raises(ContextLengthError, match=r"^rows\.jsonl, row 2: a prompt of 10 tokens \+ up to 8,990"):
+        check_sequence_lengths(rows, config, "rows.jsonl")
 
 
 # ---------------------------------------------------------------- 4. a truncated safetensors file

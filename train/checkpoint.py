@@ -75,7 +75,7 @@ def checkpoint_damage(path: Path) -> str | None:
     try:
         metadata = dcp.FileSystemReader(str(path)).read_metadata()
     except (Exception, CheckpointException) as e:  # any failure to read it means the same thing
-        return f"its .metadata is unreadable ({type(e).__name__}: {e})"
+        return f"its .metadata is unreadable ({type(e).__name__}: {_first_line(e)})"
     ends: dict[str, int] = {}
     for info in metadata.storage_data.values():
         ends[info.relative_path] = max(ends.get(info.relative_path, 0), info.offset + info.length)
@@ -87,10 +87,15 @@ def checkpoint_damage(path: Path) -> str | None:
         try:
             torch.load(small, weights_only=False)
         except Exception as e:  # a truncated zip, a bad pickle: unreadable either way
-            return f"{small.name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            return f"{small.name} is unreadable ({type(e).__name__}: {_first_line(e)})"
     if not (path / "trainer_state.pt").is_file():
         return "trainer_state.pt is missing"
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def find_latest(run_dir: str | Path) -> Path | None:
