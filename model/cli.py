@@ -46,7 +46,6 @@ def _bounded(kind: Callable, low: float, inclusive: bool, high: float | None = N
             bound = f"{'>=' if inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
-    parse.__name__ = kind.__name__  # argparse's fallback message names the type
     return parse
 
 

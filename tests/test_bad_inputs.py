@@ -133,6 +133,12 @@ def test_sft_rows_are_told_apart_from_gsm8k_and_trained_on(tmp_path):
     assert held_out == generate_arithmetic(8, "test", seed=0)
 
 
+def test_a_file_too_small_to_hold_out_names_the_flags(tmp_path):
+    path = _gsm8k(tmp_path / "three.jsonl", ["What is 1 + 1?"] * 3)
+    with pytest.raises(ValueError, match=r"--data .*three\.jsonl: 3 problems, too few to hold out --eval-problems 8"):
+        sft.split_problems(sft.parse_args(["--preset", "tiny", "--data", str(path)]))
+
+
 def test_an_sft_row_too_long_for_the_context_is_named(tiny_dir):
     config = load_model(tiny_dir)[0].config
     rows = [Sequence([1] * 20, prompt_len=10), Sequence([1] * 9000, prompt_len=10)]

@@ -59,7 +59,7 @@ from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, n
                        positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from model.embedded import embedded_model_dir
-from rftt.data import DataError, Problem, file_format, generate_arithmetic, load_problems
+from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
 from rftt.tokens import add_functional_tokens
 from train.accuracy import greedy_accuracy
@@ -172,7 +172,8 @@ def split_problems(args) -> tuple[list[Problem], list[Problem]]:
         every = [every[i] for i in order]
         held = args.eval_problems if eval_source == source else 0
         if len(every) <= held:
-            raise DataError(source, len(every), "(file)", f"{len(every)} problems: too few to hold out {held} for evaluation")
+            raise ValueError(f"--data {source}: {len(every)} problems, too few to hold out --eval-problems {held} "
+                             "and train on the rest; lower --eval-problems or give --eval-data")
         train = every[held:held + args.train_problems]
     if eval_source == "arith":
         held_out = generate_arithmetic(args.eval_problems, "test", seed=args.seed)
