@@ -8,8 +8,8 @@ any search or training starts, and say which file line (or flag) is too long.
 
 from __future__ import annotations
 
-# Tokens a functional-token step adds around its capped content: the opening tag, the
-# newlines of `<tag>\n{content}\n</tag>\n` and the closing tag (rftt's step format).
+# Room for the tokens a searched step carries around its capped content (markers that
+# open and close it, newlines): a few, generously counted.
 STEP_TAG_TOKENS = 8
 
 
@@ -19,7 +19,7 @@ class ContextLengthError(ValueError):
 
 def search_path_tokens(depth: int, max_step_tokens: int) -> int:
     """The most tokens one search path can append to its prompt: `depth` steps, each at
-    most `max_step_tokens` of content plus its tags."""
+    most `max_step_tokens` of content plus its markers."""
     return depth * (max_step_tokens + STEP_TAG_TOKENS)
 
 
