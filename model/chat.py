@@ -16,6 +16,8 @@ import time
 
 import torch
 
+from .cli import add_debug_flag, positive_int, run_cli
+from .context import check_fits_context
 from .embedded import EMBEDDED_NAME
 from .loading import load_model
 
@@ -44,9 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("question", help="the user message")
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}' (default)")
     p.add_argument("--system", default=None, help="optional system message")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_debug_flag(p)
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         {"role": "user", "content": args.question}
     ]
     prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+    check_fits_context(model.config, len(prompt), args.max_new_tokens, "the question (and --system)",
+                       f"--max-new-tokens {args.max_new_tokens}")
     print(f"[{args.model}: {model.num_parameters() / 1e6:.0f}M parameters, loaded in {time.time() - t0:.1f}s]", file=sys.stderr)
 
     printed = 0
@@ -75,4 +80,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -9,10 +9,11 @@ into the model's storage, so loading a 7B model never holds two copies.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .transformer import Transformer
@@ -41,6 +42,18 @@ def expected_tensors(model: Transformer) -> dict[str, torch.Tensor]:
     return out
 
 
+@contextmanager
+def _open_safetensors(path: Path):
+    """safe_open, with errors that name the file: a truncated or non-safetensors file
+    otherwise fails with "incomplete metadata" and no path."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            yield f
+    except (SafetensorError, OSError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors file ({e}); was it cut short by an interrupted "
+                           "download or copy?") from None
+
+
 def checkpoint_files(directory: Path) -> dict[str, Path]:
     """HF tensor name -> the safetensors file that holds it."""
     index = directory / INDEX_FILE
@@ -59,7 +72,7 @@ def checkpoint_files(directory: Path) -> dict[str, Path]:
         raise WeightsError(f"{directory}: no weights (expected {SINGLE_FILE} or {INDEX_FILE})")
     files = {}
     for shard in shards:
-        with safe_open(str(shard), framework="pt") as f:
+        with _open_safetensors(shard) as f:
             for name in f.keys():
                 files[name] = shard
     return files
@@ -83,7 +96,7 @@ def load_weights(model: Transformer, directory: str | Path) -> None:
     if missing:
         raise WeightsError(f"{directory}: missing tensor(s) {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
     for path, names in by_file.items():
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with _open_safetensors(path) as f:
             for name in names:
                 param = expected[name]
                 shape = tuple(f.get_slice(name).get_shape())

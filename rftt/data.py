@@ -15,7 +15,7 @@ import json
 import os
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from rftt.grading import extract_answer, extract_gsm8k_answer
@@ -29,6 +29,9 @@ class Problem:
     level: int | None = None       # difficulty: 1-5 for MATH, 1-3 for the generator
     type: str | None = None        # MATH subject, generator template kind, "gsm8k"
     source_id: str = ""            # where it came from: "arith:add_buy:3,4", "train.jsonl:12"
+    # File and line, for error messages ("data/train.jsonl, line 12"); not part of what
+    # the problem is, so two equal problems from different files compare equal.
+    origin: str = field(default="", compare=False)
 
 
 class DataError(ValueError):
@@ -278,10 +281,25 @@ def generate_arithmetic(n: int, split: str = "train", seed: int = 0,
 
 # --------------------------------------------------------------------------- JSONL files
 
+# A JSONL line past this size is refused before it is parsed: a MATH problem with its
+# solution is a few KB, and a megabyte of text is far past any model's context anyway.
+MAX_LINE_BYTES = 1 << 20
+
+
 def _rows(path: str):
     """(line number, row dict) for every non-blank line."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        line_no = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            line_no += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(path, line_no, "(row)", f"longer than {MAX_LINE_BYTES:,} bytes: refused before "
+                                "parsing (no problem or SFT row is that long)")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, line_no, "(row)", f"not UTF-8 text (bad byte at column {e.start + 1}): "
+                                "expected a JSONL file, one JSON object a line") from None
             if not line.strip():
                 continue
             try:
@@ -335,7 +353,7 @@ def load_math_jsonl(path: str) -> list[Problem]:
         subject = _text_field(row, subject_field, path, line_no) if subject_field in row else None
         source_id = row.get("unique_id") if isinstance(row.get("unique_id"), str) else f"{name}:{line_no}"
         problems.append(Problem(question, answer, solution, _math_level(row.get("level"), path, line_no),
-                                subject, source_id))
+                                subject, source_id, f"{path}, line {line_no}"))
     return problems
 
 
@@ -351,22 +369,46 @@ def load_gsm8k_jsonl(path: str) -> list[Problem]:
             raise DataError(path, line_no, "answer", "no '#### <answer>' line")
         # Drop GSM8K's calculator annotations (<<48/2=24>>): they are tool calls, not prose.
         solution = re.sub(r"<<[^>]*>>", "", worked.rsplit("####", 1)[0]).strip()
-        problems.append(Problem(question, answer, solution or None, None, "gsm8k", f"{name}:{line_no}"))
+        problems.append(Problem(question, answer, solution or None, None, "gsm8k", f"{name}:{line_no}",
+                                f"{path}, line {line_no}"))
     return problems
 
 
+def load_sft_problems(path: str) -> list[Problem]:
+    """The problems of a JSONL of SFT rows (`question`, `answer` = the gold answer,
+    `response`), as train.sft writes them: one per row, its gold answer as written."""
+    problems = []
+    name = os.path.basename(path)
+    for line_no, row in _rows(path):
+        question = _text_field(row, "question", path, line_no)
+        answer = _text_field(row, "answer", path, line_no).strip()
+        _text_field(row, "response", path, line_no)
+        problems.append(Problem(question, answer, None, None, "sft", f"{name}:{line_no}", f"{path}, line {line_no}"))
+    return problems
+
+
+def file_format(path: str) -> str:
+    """'sft', 'math' or 'gsm8k', told apart by the fields of the first row. SFT rows are
+    tested first: they carry `question` and `answer` too, but their answer is the bare
+    gold answer, not GSM8K's worked solution ending in `#### n`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path!r} is neither 'arith' nor a file")
+    for line_no, row in _rows(path):
+        if "response" in row and "question" in row:
+            return "sft"
+        if "problem" in row:
+            return "math"
+        if "question" in row:
+            return "gsm8k"
+        raise DataError(path, line_no, "(row)", "neither MATH fields (problem, solution), GSM8K fields "
+                        "(question, answer) nor SFT rows (question, answer, response)")
+    raise DataError(path, 1, "(row)", "the file has no rows")
+
+
 def load_problems(source: str, split: str = "train", n: int = 1000, seed: int = 0) -> list[Problem]:
-    """`"arith"` (the generator: `split`, `n`, `seed` apply) or a JSONL file in MATH or
-    GSM8K format, told apart by the fields of its first row."""
+    """`"arith"` (the generator: `split`, `n`, `seed` apply) or a JSONL file of MATH,
+    GSM8K or SFT rows (see file_format)."""
     if source == "arith":
         return generate_arithmetic(n, split=split, seed=seed)
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"{source!r} is neither 'arith' nor a file")
-    for line_no, row in _rows(source):
-        if "problem" in row:
-            return load_math_jsonl(source)
-        if "question" in row:
-            return load_gsm8k_jsonl(source)
-        raise DataError(source, line_no, "(row)",
-                        "neither MATH fields (problem, solution) nor GSM8K fields (question, answer)")
-    raise DataError(source, 1, "(row)", "the file has no rows")
+    loader = {"sft": load_sft_problems, "math": load_math_jsonl, "gsm8k": load_gsm8k_jsonl}[file_format(source)]
+    return loader(source)

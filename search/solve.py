@@ -23,6 +23,8 @@ from collections import Counter
 import torch
 
 from model import EMBEDDED_NAME, load_model
+from model.cli import add_debug_flag, non_negative_float, non_negative_int, positive_int, run_cli
+from model.context import STEP_TAG_TOKENS, check_fits_context, search_path_tokens
 from rftt.functional_search import FunctionalTokenEnv
 from rftt.grading import extract_answer, normalize_answer
 from rftt.tokens import add_functional_tokens
@@ -62,23 +64,28 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--question", required=True)
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}' (default)")
-    p.add_argument("--rollouts", type=int, default=0, help="0: greedy; N: functional-token MCTS with N rollouts")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="greedy: answer length; MCTS: cap per step")
-    p.add_argument("--depth", type=int, default=8, help="MCTS: most steps in a path")
-    p.add_argument("--temperature", type=float, default=0.7, help="MCTS: step sampling temperature")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rollouts", type=non_negative_int, default=0,
+                   help="0: greedy; N: functional-token MCTS with N rollouts")
+    p.add_argument("--max-new-tokens", type=positive_int, default=256, help="greedy: answer length; MCTS: cap per step")
+    p.add_argument("--depth", type=positive_int, default=8, help="MCTS: most steps in a path")
+    p.add_argument("--temperature", type=non_negative_float, default=0.7,
+                   help="MCTS: step sampling temperature (0: greedy steps)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_debug_flag(p)
     args = p.parse_args(argv)
-    if args.rollouts < 0 or args.max_new_tokens <= 0 or args.depth <= 0:
-        p.error("--rollouts must be >= 0, --max-new-tokens and --depth > 0")
 
     model, tok = load_model(args.model, device=args.device)
     prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": args.question}]))
     if args.rollouts == 0:
+        check_fits_context(model.config, len(prompt), args.max_new_tokens, "--question",
+                           f"--max-new-tokens {args.max_new_tokens}")
         text = solve_greedy(model, tok, prompt, args.max_new_tokens)
         answer, votes = extract_answer(text), {}
     else:
+        check_fits_context(model.config, len(prompt), search_path_tokens(args.depth, args.max_new_tokens), "--question",
+                           f"--depth {args.depth} x (--max-new-tokens {args.max_new_tokens} + {STEP_TAG_TOKENS} tag tokens)")
         text, answer, votes = solve_mcts(model, tok, prompt, args.rollouts, args.max_new_tokens, args.depth,
                                          args.temperature, args.seed)
     if args.json:
@@ -89,4 +96,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -89,6 +89,8 @@ def test_a_killed_run_resumes_to_the_same_weights(checkpoint, tmp_path):
     main(_toy(checkpoint, tmp_path / "killed", 3))
     assert [r["step"] for r in _metrics(tmp_path / "killed")] == [1, 2, 3]
     expected, got = _weights(tmp_path / "whole" / "final"), _weights(tmp_path / "killed" / "final")
+    before = _weights(checkpoint)  # the toy reward (not tiny's outcome reward, always 0) makes them move
+    assert max((expected[n] - before[n]).abs().max().item() for n in before) > 1e-4
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
 

@@ -133,6 +133,8 @@ def test_a_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     expected, got = _weights(uninterrupted), _weights(out)
+    base = _weights_base()
+    assert max((expected[n] - base[n]).abs().max().item() for n in expected) > 1e-3  # training moved the weights
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
 

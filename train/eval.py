@@ -27,6 +27,8 @@ import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, load_model
+from model.cli import add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_int, run_cli
+from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.functional_search import FunctionalTokenEnv
 from rftt.grading import extract_answer, is_equiv, normalize_answer
@@ -36,6 +38,7 @@ from search.engine import Engine
 from search.mcts import TreeNode, rollout
 from search.sampling import SamplingParams
 from train.accuracy import greedy_accuracy
+from train.prompt_lengths import check_problem_prompts
 
 
 def majority_answer(answers: list[str | None]) -> str | None:
@@ -111,36 +114,44 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}'")
-    p.add_argument("--data", default="arith", help="'arith' (the generator's test split) or a MATH/GSM8K JSONL")
-    p.add_argument("--limit", type=int, default=200, help="problems to evaluate")
-    p.add_argument("--rollouts", default="1,4,16", help="comma-separated MCTS budgets; '' for greedy only")
-    p.add_argument("--depth", type=int, default=6, help="MCTS: most steps in a path")
-    p.add_argument("--max-step-tokens", type=int, default=96, help="MCTS: cap on one step's tokens")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="greedy: cap on the response")
-    p.add_argument("--temperature", type=float, default=0.7, help="MCTS step sampling temperature")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default="arith", help="'arith' (the generator's test split) or a MATH, GSM8K or SFT-rows JSONL")
+    p.add_argument("--limit", type=positive_int, default=200, help="problems to evaluate")
+    p.add_argument("--rollouts", type=budget_list, default="1,4,16",
+                   help="comma-separated MCTS budgets; '' for greedy only")
+    p.add_argument("--depth", type=positive_int, default=6, help="MCTS: most steps in a path")
+    p.add_argument("--max-step-tokens", type=positive_int, default=96, help="MCTS: cap on one step's tokens")
+    p.add_argument("--max-new-tokens", type=positive_int, default=256, help="greedy: cap on the response")
+    p.add_argument("--temperature", type=non_negative_float, default=0.7,
+                   help="MCTS step sampling temperature (0: greedy steps)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default=None, help="where eval.json and the plot go (default: next to the model)")
     p.add_argument("--json", action="store_true", help="print the summary as the last stdout line")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        budgets = sorted({int(x) for x in args.rollouts.split(",") if x.strip()})
-    except ValueError:
-        p.error(f"--rollouts must be comma-separated integers, got {args.rollouts!r}")
-    if any(b <= 0 for b in budgets) or args.limit <= 0:
-        p.error("--rollouts budgets and --limit must be positive")
+    budgets = args.rollouts
     out = Path(args.out) if args.out else (Path(args.model) / "eval" if Path(args.model).is_dir() else Path("runs/eval"))
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out)
 
     started = time.time()
+    problems = load_problems(args.data, "test", n=args.limit, seed=args.seed)[:args.limit]
     model, tok = load_model(args.model, device=args.device)
     add_functional_tokens(model, tok)  # no-op for a trained RFTT model; lets a base model be searched
-    problems = load_problems(args.data, "test", n=args.limit, seed=args.seed)[:args.limit]
+    check_problem_prompts(problems, tok, model.config, args.max_new_tokens, f"--max-new-tokens {args.max_new_tokens}")
+    if budgets:
+        check_problem_prompts(problems, tok, model.config, search_path_tokens(args.depth, args.max_step_tokens),
+                              f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
+                              f"{STEP_TAG_TOKENS} tag tokens)")
 
     greedy_acc, records = greedy_accuracy(model, tok, problems, args.max_new_tokens, desc="greedy")
     summary = {"model": str(args.model), "data": args.data, "problems": len(problems),
                "greedy": {"accuracy": greedy_acc, **breakdown(problems, [r["correct"] for r in records])},
                "mcts": {}}
+    # Results are written as they come: a failure in the MCTS part keeps the greedy ones.
+    with (out / "greedy_samples.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    (out / "eval.json").write_text(json.dumps(summary, indent=2))
     if budgets:
         with torch.inference_mode():
             votes = mcts_votes(model, tok, problems, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
@@ -150,9 +161,6 @@ def main(argv: list[str] | None = None) -> dict:
             summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(problems, correct)}
     summary["wall_s"] = round(time.time() - started, 1)
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
-    with (out / "greedy_samples.jsonl").open("w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
     if budgets and not plot(summary, out / "accuracy_vs_rollouts.png"):
         print("matplotlib is not installed: wrote the JSON summary only (pip install matplotlib for the plot)",
               file=sys.stderr)
@@ -163,5 +171,16 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def budget_list(text: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16] (sorted, distinct, each > 0); '' -> [] (greedy only)."""
+    try:
+        budgets = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(b <= 0 for b in budgets):
+        raise argparse.ArgumentTypeError(f"every budget must be > 0, got {text!r}")
+    return budgets
+
+
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -49,6 +49,9 @@ from torch import nn
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, random_model, save_pretrained
+from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
+                       positive_int, run_cli, unit_float)
+from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
 from search.engine import Engine
@@ -57,6 +60,7 @@ from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from train.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
 from train.ppo_loss import policy_loss, value_loss
+from train.prompt_lengths import check_problem_prompts
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate
@@ -86,46 +90,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    f"(default: {SFT_OUTPUT} if it exists, else the embedded model)")
     p.add_argument("--data", help="'arith' (the generator's train split) or a MATH/GSM8K JSONL")
     p.add_argument("--out", default="runs/ppo")
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--problems-per-iteration", type=int, help="over all ranks")
-    p.add_argument("--rollouts", type=int, help="MCTS rollouts a problem (paper: 16)")
-    p.add_argument("--depth", type=int, help="most steps in a path (paper: 18)")
-    p.add_argument("--max-step-tokens", type=int, help="cap on one step's tokens")
-    p.add_argument("--temperature", type=float, default=0.7, help="step sampling temperature")
+    p.add_argument("--iterations", type=positive_int)
+    p.add_argument("--problems-per-iteration", type=positive_int, help="over all ranks")
+    p.add_argument("--rollouts", type=positive_int, help="MCTS rollouts a problem (paper: 16)")
+    p.add_argument("--depth", type=positive_int, help="most steps in a path (paper: 18)")
+    p.add_argument("--max-step-tokens", type=positive_int, help="cap on one step's tokens")
+    p.add_argument("--temperature", type=positive_float, default=0.7,
+                   help="step sampling temperature (> 0: the search samples step text, and the PPO ratio divides by it)")
     p.add_argument("--reward-fn", default="rftt.rewards:outcome_reward",
                    help="module:function taking (response text, gold answer) -> float (default: the paper's "
                         "outcome reward, 1 / 0.1 / 0)")
     p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++")
     p.add_argument("--kl", choices=KL_ESTIMATORS, default="k1", help="KL estimator (paper: k1)")
-    p.add_argument("--beta", type=float, default=0.01, help="KL coefficient (paper: 0.01)")
-    p.add_argument("--gamma", type=float, default=1.0)
-    p.add_argument("--lam", type=float, default=0.95, help="GAE λ")
-    p.add_argument("--clip-eps", type=float, default=0.2)
-    p.add_argument("--value-clip", type=float, default=0.2)
-    p.add_argument("--value-coef", type=float, default=0.5)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-iterations", type=int)
-    p.add_argument("--ppo-epochs", type=int, default=1, help="passes over each iteration's samples (paper: 1)")
-    p.add_argument("--mini-batches", type=int, help="optimiser steps per PPO epoch")
-    p.add_argument("--micro-batch-size", type=int, help="samples per forward pass")
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beta", type=non_negative_float, default=0.01, help="KL coefficient (paper: 0.01)")
+    p.add_argument("--gamma", type=unit_float, default=1.0)
+    p.add_argument("--lam", type=unit_float, default=0.95, help="GAE λ")
+    p.add_argument("--clip-eps", type=positive_float, default=0.2)
+    p.add_argument("--value-clip", type=positive_float, default=0.2)
+    p.add_argument("--value-coef", type=non_negative_float, default=0.5)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--warmup-iterations", type=non_negative_int)
+    p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each iteration's samples (paper: 1)")
+    p.add_argument("--mini-batches", type=positive_int, help="optimiser steps per PPO epoch")
+    p.add_argument("--micro-batch-size", type=positive_int, help="samples per forward pass")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0)
+    p.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--stop-after", type=int, default=None,
+    p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this iteration's checkpoint, as if killed (to test resuming)")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.model is None:
         args.model = str(SFT_OUTPUT) if (SFT_OUTPUT / "config.json").is_file() else EMBEDDED_NAME
-    for name in ("iterations", "problems_per_iteration", "rollouts", "depth", "max_step_tokens", "mini_batches",
-                 "micro_batch_size", "ppo_epochs", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.temperature <= 0:
-        p.error("--temperature must be positive: the search samples step text (and the PPO ratio divides by it)")
     return args
 
 
@@ -218,9 +218,12 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     info = init_distributed(args.device)
     device = info.device
     out = Path(args.out)
+    check_writable_dir(out)  # every rank writes checkpoint shards there (and none may raise alone)
     if info.is_main:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
     barrier()
+    problems = load_problems(args.data, "train", n=max(1000, args.problems_per_iteration * args.iterations),
+                             seed=args.seed)  # bad data fails before the model loads
 
     # The policy, the frozen reference it is kept close to (KL), and the optimiser.
     policy, tok = load_base_model(args.model, device, args.seed)  # functional tokens added (a no-op after SFT)
@@ -233,8 +236,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     reference = shard_model(reference, info, blocks=reference.policy.layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
-    problems = load_problems(args.data, "train", n=max(1000, args.problems_per_iteration * args.iterations),
-                             seed=args.seed)
+    check_problem_prompts(problems, tok, policy.config, search_path_tokens(args.depth, args.max_step_tokens),
+                          f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + {STEP_TAG_TOKENS} tag tokens)")
 
     start = 0
     latest = find_latest(out)
@@ -426,4 +429,4 @@ def _write_trees(path: Path, problems: list[Problem], samples: list[Sample]) -> 
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -55,14 +55,18 @@ import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
+from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
+                       positive_int, run_cli)
+from model.context import STEP_TAG_TOKENS, search_path_tokens
 from model.embedded import embedded_model_dir
-from rftt.data import DataError, Problem, generate_arithmetic, load_problems
+from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
 from rftt.tokens import add_functional_tokens
 from train.accuracy import greedy_accuracy
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
+from train.prompt_lengths import check_problem_prompts, check_sequence_lengths
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
 
@@ -87,14 +91,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random)")
     p.add_argument("--data", help="'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows")
     p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
-                   "(default: the arith test split, or a held-out slice of --data's file)")
+                   "(default: the arith test split, or a held-out slice of --data's MATH/GSM8K file)")
     p.add_argument("--out", default="runs/sft", help="run directory (checkpoints, data, export, metrics)")
-    p.add_argument("--train-problems", type=int, help="problems to search for SFT data")
-    p.add_argument("--eval-problems", type=int, help="held-out problems for greedy accuracy")
-    p.add_argument("--rollouts", type=int, help="search rollouts per problem (paper: 16)")
-    p.add_argument("--depth", type=int, help="most steps in a searched path (paper: 15)")
-    p.add_argument("--max-step-tokens", type=int, help="cap on a searched step's tokens (paper: 512)")
-    p.add_argument("--direct-answer-tokens", type=int, help="cap on a searched direct answer (paper: 4096)")
+    p.add_argument("--train-problems", type=positive_int, help="problems to search for SFT data")
+    p.add_argument("--eval-problems", type=positive_int, help="held-out problems for greedy accuracy")
+    p.add_argument("--rollouts", type=positive_int, help="search rollouts per problem (paper: 16)")
+    p.add_argument("--depth", type=positive_int, help="most steps in a searched path (paper: 15)")
+    p.add_argument("--max-step-tokens", type=positive_int, help="cap on a searched step's tokens (paper: 512)")
+    p.add_argument("--direct-answer-tokens", type=positive_int, help="cap on a searched direct answer (paper: 4096)")
     p.add_argument("--force-answer", action=argparse.BooleanOptionalAction, default=None,
                    help="search: after a direct answer without \\boxed{}, force 'So the answer is \\boxed{' "
                         "(not in the paper; a 135M model almost never boxes on its own; default on for the "
@@ -103,20 +107,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="add the worked solution (as steps) of every problem the search found no correct path "
                         "for (not in the paper; default on for the embedded default, where the search finds "
                         "a correct path for few problems)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="sequences per optimiser step, over all ranks")
-    p.add_argument("--micro-batch-size", type=int, help="sequences per forward pass on one rank")
-    p.add_argument("--lr", type=float, help="peak learning rate (paper: 7e-6 for 7B models)")
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--eval-max-new-tokens", type=int)
-    p.add_argument("--checkpoint-every", type=int, help="optimiser steps between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="sequences per optimiser step, over all ranks")
+    p.add_argument("--micro-batch-size", type=positive_int, help="sequences per forward pass on one rank")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (paper: 7e-6 for 7B models)")
+    p.add_argument("--warmup-steps", type=non_negative_int)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.1)
+    p.add_argument("--grad-clip", type=positive_float, default=1.0)
+    p.add_argument("--eval-max-new-tokens", type=positive_int)
+    p.add_argument("--checkpoint-every", type=positive_int, help="optimiser steps between checkpoints")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--no-eval", action="store_true", help="skip greedy accuracy before and after")
-    p.add_argument("--stop-after", type=int, default=None,
+    p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this optimiser step's checkpoint, as if killed (to test resuming)")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
@@ -125,12 +130,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("force_answer", "reference_fallback"):
         if getattr(args, name) is None:
             setattr(args, name, args.model == EMBEDDED_NAME)
-    for name in ("train_problems", "eval_problems", "rollouts", "depth", "max_step_tokens", "direct_answer_tokens", "epochs",
-                 "batch_size", "micro_batch_size", "eval_max_new_tokens", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.lr <= 0 or args.warmup_steps < 0:
-        p.error("--lr must be positive and --warmup-steps non-negative")
     return args
 
 
@@ -154,22 +153,17 @@ def load_base_model(name: str, device: torch.device, seed: int) -> tuple[torch.n
 # ----------------------------------------------------------------------------- data
 
 
-def _is_sft_rows_file(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    return "response" in json.loads(line)
-                except json.JSONDecodeError:
-                    return False  # let the problem loaders report the bad line
-    return False
+def _is_sft_rows_file(source: str) -> bool:
+    return source not in ("arith", "reference") and file_format(source) == "sft"
 
 
 def split_problems(args) -> tuple[list[Problem], list[Problem]]:
     """(training problems, held-out problems). The generator's splits are disjoint by
     construction; a file given for both is shuffled with the seed and split."""
     source = "arith" if args.data == "reference" else args.data
-    eval_source = args.eval_data or ("arith" if source == "arith" else source)
+    # SFT rows are all trained on, so a held-out slice of their file would be seen in
+    # training: their held-out problems default to the generator's test split.
+    eval_source = args.eval_data or ("arith" if source == "arith" or _is_sft_rows_file(source) else source)
     if source == "arith":
         train = generate_arithmetic(args.train_problems, "train", seed=args.seed)
     else:
@@ -178,7 +172,8 @@ def split_problems(args) -> tuple[list[Problem], list[Problem]]:
         every = [every[i] for i in order]
         held = args.eval_problems if eval_source == source else 0
         if len(every) <= held:
-            raise DataError(source, len(every), "(file)", f"{len(every)} problems: too few to hold out {held} for evaluation")
+            raise ValueError(f"--data {source}: {len(every)} problems, too few to hold out --eval-problems {held} "
+                             "and train on the rest; lower --eval-problems or give --eval-data")
         train = every[held:held + args.train_problems]
     if eval_source == "arith":
         held_out = generate_arithmetic(args.eval_problems, "test", seed=args.seed)
@@ -189,12 +184,25 @@ def split_problems(args) -> tuple[list[Problem], list[Problem]]:
     return train, held_out
 
 
+def check_prompts(args, config, tok, train_problems: list[Problem], held_out: list[Problem]) -> None:
+    """Searched problems: prompt + a whole path (every step at its cap, then a direct
+    answer) must fit the context; held-out ones: prompt + the greedy answer."""
+    if args.data != "reference" and not _is_sft_rows_file(args.data):
+        check_problem_prompts(train_problems, tok, config,
+                              search_path_tokens(args.depth, args.max_step_tokens) + args.direct_answer_tokens,
+                              f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
+                              f"{STEP_TAG_TOKENS} tag tokens) + --direct-answer-tokens {args.direct_answer_tokens}")
+    if not args.no_eval:
+        check_problem_prompts(held_out, tok, config, args.eval_max_new_tokens,
+                              f"--eval-max-new-tokens {args.eval_max_new_tokens}")
+
+
 def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem], is_main: bool) -> list[dict]:
     """SFT rows: read from --data if it is a rows file, else from OUT/sft_data.jsonl if an
     earlier run (or the killed one) built them, else built now by rank 0."""
     from rftt.sft_data import build_sft_data, read_sft_jsonl, write_jsonl
 
-    if args.data not in ("arith", "reference") and _is_sft_rows_file(args.data):
+    if _is_sft_rows_file(args.data):
         return read_sft_jsonl(args.data)
     cache = out / "sft_data.jsonl"
     if not cache.is_file() and is_main:
@@ -212,8 +220,8 @@ def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem
                 fallback = reference_rows([p for p in train_problems if p.source_id not in found])
                 rows += fallback
                 stats["rows_reference_fallback"] = len(fallback)
+        write_jsonl(cache, rows)  # the searched rows first: they are the expensive part
         (out / "sft_data_stats.json").write_text(json.dumps(stats, indent=2, default=str))
-        write_jsonl(cache, rows)
     barrier()
     rows = read_sft_jsonl(cache)
     if not rows:
@@ -302,16 +310,20 @@ def main(argv: list[str] | None = None) -> dict:
     device = info.device
     torch.manual_seed(args.seed + info.rank)
     out = Path(args.out)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    # Before the search (its rows must have somewhere to go), on every rank: each writes
+    # its checkpoint shards there, and a rank that raised alone would hang the others.
+    check_writable_dir(out)
     barrier()
     summary_path = out / "summary.json"
     started = time.time()
 
+    train_problems, held_out = split_problems(args)  # bad data fails before the model loads
     model, tok = load_base_model(args.model, device, args.seed)
-    train_problems, held_out = split_problems(args)
+    check_prompts(args, model.config, tok, train_problems, held_out)
     rows = build_or_load_rows(args, out, model, tok, train_problems, info.is_main)
     sequences = [encode_sft_example(tok, r["question"], r["response"]) for r in rows]
+    check_sequence_lengths(sequences, model.config, args.data if _is_sft_rows_file(args.data)
+                           else str(out / "sft_data.jsonl"))
     order = data_order(len(sequences), args.epochs, args.seed)
     total_steps = math.ceil(len(order) / args.batch_size)
 
@@ -387,4 +399,4 @@ def _count_kinds(rows: list[dict]) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
