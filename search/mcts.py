@@ -19,12 +19,14 @@ a wave is one `generate` call for every rollout's new step, so the engine advanc
 of them in one batch.
 
 Waves and virtual loss. A wave runs `parallel_rollouts` (P) rollouts of every tree at
-once, so a decode batch holds problems x P branches instead of one per problem: on a
-small model a decode step costs about the same for 4 branches as for 32 (it is bound by
-reading the weights). For the P rollouts of one tree to spread out, a rollout that has
-selected a node but not yet returned its reward counts there as a visit that lost
-(reward 0): *virtual loss*, from tree parallelisation (Chaslot, Winands & van den Herik,
-2008, "Parallel Monte-Carlo Tree Search"). The rules, all deterministic:
+once, so a decode batch holds problems x P branches instead of one per problem. A narrow
+decode step is bound by reading the weights, so a wider one costs much less per token
+(fp32 matmul on 2 CPU cores: 3 GFLOP/s at 1 row, 10 at 8, 37 at 64; the functional-token
+search of SmolLM2-135M on 8 problems x 16 rollouts, 16-token steps: 43 sampled tokens per
+CPU-second at P = 1, 76 at P = 4, 100 at P = 8). For the P rollouts of one tree to spread
+out, a rollout that has selected a node but not yet returned its reward counts there as a
+visit that lost (reward 0): *virtual loss*, from tree parallelisation (Chaslot, Winands &
+van den Herik, 2008, "Parallel Monte-Carlo Tree Search"). The rules, all deterministic:
 
   - rollouts select in a fixed order (tree by tree, then rollout index), level by level;
     a selection sees the in-flight visits of every rollout that selected before it;
