@@ -10,8 +10,11 @@ Generating a child step is: fork the parent's branch (its KV is shared, not copi
 force the opening tag and a newline, decode until a functional token, EOS, or the step's
 length cap, then force the newline after the closing tag (or the closing tag itself, if
 the cap cut the step off). A step that ends on any tag but its own closing tag is
-malformed and ends its path (its reward then says how good that was). All the new steps of all problems in one tree
-level are generated in one engine batch.
+malformed and ends its path (its reward then says how good that was). All the new steps of one
+tree level are generated in one engine batch: every problem's, and with
+``search(..., parallel_rollouts=P)`` those of P rollouts of each tree (search/mcts.py,
+virtual loss), so a batch holds up to problems x P branches. Siblings forked from one
+parent in the same batch share its KV like any other fork.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ same MCTS (search/mcts.py):
     children   the table rftt.steps.SFT_CHILDREN (a repeated entry is one more child, so a
                state gets two different clarifications, ...); equal priors; the table order
                is the ranking, i.e. which unexplored child a rollout tries first.
-    generate   every new step of one tree level, all problems together, in one engine batch:
+    generate   every new step of one tree level, all problems together (and, with
+               ``search(..., parallel_rollouts=P)``, P rollouts of each tree; search/mcts.py
+               spreads them by virtual loss), in one engine batch:
                each node's prompt (question + "Existing Steps:" + instruction) is prefilled
                as a fresh root, decoded to the function's length cap (EOS stops it; the
                question half of a sub-question stops at a newline, then "Answer:" is forced
@@ -26,7 +28,8 @@ so by default we keep it; ``direct_answer_last=True`` gives the paper's rule.
 Why no KV sharing between steps: each step's prompt ends with a different instruction and
 restates the steps as plain text, and siblings are generated in different rollouts, so
 there is little common prefix to share; a fresh root per step, pruned right after, keeps
-the pool small and its use bounded by one level's batch.
+the pool small and its use bounded by one level's batch (problems x P steps at most; a
+level that does not fit the pool is split, see `_chunks`).
 """
 
 from __future__ import annotations
