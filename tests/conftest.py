@@ -1,7 +1,16 @@
 import os
 
-import pytest
-import torch
+# One intra-op thread for the tests and the commands they start. The test models are tiny:
+# a second thread buys nothing, and on a busy 2-core machine (CI) OpenMP's two threads wait
+# on each other whenever one is descheduled, which made tiny-model tests up to 25x slower.
+# It also takes thread scheduling out of every float sum the bit-exact tests compare.
+# Set before torch is imported, so this process and every subprocess start with it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Triton's interpreter must be switched on before any @triton.jit decorator runs, so it
 # is set here, before test modules import `kernels`. On a CUDA machine the real kernels run.
