@@ -201,15 +201,19 @@ def compile_one(job: dict) -> dict:
     from triton.compiler import ASTSource
 
     fn = getattr(importlib.import_module(job["module"]), job["kernel"])
-    signature = {name: t for name, (t, _) in job["specs"].items()}
-    positions = list(job["specs"])
-    attrs = {(positions.index(name),): [["tt.divisibility", 16]]
-             for name, (_, divisible) in job["specs"].items() if divisible}
+    specs, constexprs = job["specs"], job["constexprs"]
+    if set(fn.arg_names) != set(specs) | set(constexprs):  # the kernel's parameters changed
+        return dict(label=job["label"], error=f"parameters {fn.arg_names} != described "
+                    f"{sorted(set(specs) | set(constexprs))}")
+    # In the kernel's parameter order, as the launcher builds it; hints by position.
+    signature = {name: specs[name][0] if name in specs else "constexpr" for name in fn.arg_names}
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]]
+             for name, (_, divisible) in specs.items() if divisible}
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):  # ptxas -v's report, printed by Triton
             compiled = triton.compile(
-                ASTSource(fn=fn, signature=signature, constexprs=job["constexprs"], attrs=attrs),
+                ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs),
                 target=GPUTarget("cuda", job["arch"], 32), options=job["options"])
     except Exception as error:  # noqa: BLE001 - any compiler failure is the test's finding
         return dict(label=job["label"], error=f"{type(error).__name__}: {error}"[-2000:])
