@@ -51,10 +51,13 @@ from kernels.attention_reference import (
 )
 from kernels.cascade_metadata import CascadeMetadata
 from kernels.decode_attention import (
+    FP32_KV_BLOCK,
+    FP32_QUERY_ROWS,
     LOG2E,
     attend_to_slots,
     check_head_dim,
     compute_dtype,
+    exact_fp32_tiles,
     kv_block_size,
     kv_loop_num_warps,
     merge_attention_partials,
@@ -76,11 +79,28 @@ class CascadePlan:
     num_partials: int
 
 
-def queries_per_tile(group: int) -> tuple[int, int]:
+def query_tile_rows(dtype: torch.dtype, device: torch.device) -> int:
+    """Rows of a program's query tile: fewer for exact fp32 dots on a GPU (registers)."""
+    return FP32_QUERY_ROWS if exact_fp32_tiles(dtype, device) else QUERY_TILE_ROWS
+
+
+def queries_per_tile(group: int, tile_rows: int = QUERY_TILE_ROWS) -> tuple[int, int]:
     """(queries per tile, group padded to a power of two): ROWS = their product >= 16."""
     group_pad = triton.next_power_of_2(group)
-    per_tile = max(1, QUERY_TILE_ROWS // group_pad)
+    per_tile = max(1, tile_rows // group_pad)
     return per_tile, group_pad
+
+
+def cascade_launch_settings(group: int, head_dim: int, dtype: torch.dtype,
+                            device: torch.device) -> dict:
+    """Constexprs and launch options of `_cascade_partial_kernel` for q of this dtype on
+    this device type (the ahead-of-time compile test builds the same launches from it)."""
+    per_tile, group_pad = queries_per_tile(group, query_tile_rows(dtype, device))
+    block_n = FP32_KV_BLOCK if exact_fp32_tiles(dtype, device) else kv_block_size(head_dim, device)
+    return dict(GROUP=group, GROUP_PAD=group_pad, QUERIES_PER_TILE=per_tile,
+                HEAD_DIM=head_dim, BLOCK_N=block_n,
+                COMPUTE_DTYPE=compute_dtype(dtype, device),
+                num_warps=kv_loop_num_warps(head_dim), num_stages=2)
 
 
 def node_chunk_lengths(meta: CascadeMetadata, per_tile: int, group: int, num_kv_heads: int,
@@ -105,12 +125,14 @@ def node_chunk_lengths(meta: CascadeMetadata, per_tile: int, group: int, num_kv_
 
 
 def plan_cascade(meta: CascadeMetadata, group: int, num_kv_heads: int,
-                 chunk_tokens: int | None = None) -> CascadePlan:
-    """The work items and partial layout for one head configuration (cached on meta)."""
-    key = (group, num_kv_heads, chunk_tokens)
+                 chunk_tokens: int | None = None,
+                 tile_rows: int = QUERY_TILE_ROWS) -> CascadePlan:
+    """The work items and partial layout for one head configuration and query tile size
+    (cached on meta)."""
+    key = (group, num_kv_heads, chunk_tokens, tile_rows)
     if key in meta.plans:
         return meta.plans[key]
-    per_tile, _ = queries_per_tile(group)
+    per_tile, _ = queries_per_tile(group, tile_rows)
     device = meta.device
     kv_ptr, q_ptr = meta.host_kv_indptr, meta.host_q_indptr
     kv_lens, q_counts = kv_ptr.diff(), q_ptr.diff()
@@ -215,12 +237,12 @@ def cascade_decode_attention_triton(q, k_pool, v_pool, meta, sm_scale=None, *,
     num_queries, num_q_heads, head_dim = q.shape
     num_kv_heads = k_pool.shape[1]
     check_head_dim(head_dim)
-    plan = plan_cascade(meta, group, num_kv_heads, chunk_tokens)
+    plan = plan_cascade(meta, group, num_kv_heads, chunk_tokens,
+                        tile_rows=query_tile_rows(q.dtype, q.device))
     out = torch.empty_like(q)
     o_part = torch.empty(plan.num_partials, num_q_heads, head_dim, dtype=torch.float32,
                          device=q.device)
     lse_part = torch.empty(plan.num_partials, num_q_heads, dtype=torch.float32, device=q.device)
-    per_tile, group_pad = queries_per_tile(group)
     num_items = plan.items.shape[0]
     if num_items:
         _cascade_partial_kernel[(num_items, num_kv_heads)](
@@ -229,10 +251,7 @@ def cascade_decode_attention_triton(q, k_pool, v_pool, meta, sm_scale=None, *,
             default_sm_scale(head_dim, sm_scale) * LOG2E,
             q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1),
             v_pool.stride(0), v_pool.stride(1), o_part.stride(0), o_part.stride(1),
-            lse_part.stride(0), GROUP=group, GROUP_PAD=group_pad,
-            QUERIES_PER_TILE=per_tile, HEAD_DIM=head_dim,
-            BLOCK_N=kv_block_size(head_dim, q.device), COMPUTE_DTYPE=compute_dtype(q),
-            num_warps=kv_loop_num_warps(head_dim), num_stages=2)
+            lse_part.stride(0), **cascade_launch_settings(group, head_dim, q.dtype, q.device))
     return merge_attention_partials(o_part, lse_part, plan.query_part_indptr, out)
 
 

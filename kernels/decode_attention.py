@@ -70,11 +70,11 @@ _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat
 # ------------------------------------------------------------------ launch parameters
 
 
-def compute_dtype(q: torch.Tensor):
+def compute_dtype(dtype: torch.dtype, device: torch.device):
     """The dtype tiles are computed in after loading (see the module docstring)."""
-    if not q.is_cuda:  # Triton's interpreter: bf16 arithmetic is wrong there.
+    if device.type != "cuda":  # Triton's interpreter: bf16 arithmetic is wrong there.
         return tl.float32
-    return _TL_DTYPES[q.dtype]
+    return _TL_DTYPES[dtype]
 
 
 def kv_block_size(head_dim: int, device: torch.device) -> int:
@@ -84,11 +84,41 @@ def kv_block_size(head_dim: int, device: torch.device) -> int:
     return 64 if head_dim <= 128 else 32
 
 
+# fp32 tiles on a GPU use exact fp32 dots, which run on the FMA units (no tensor cores)
+# in a layout where each thread holds whole D-long rows of both operands: registers grow
+# with tile rows x key block x D. ptxas (triton 3.9, sm_80 and sm_90) spills extend's and
+# cascade's 64-row fp32 tiles (D = 128 at any key block, D = 64 at 64 keys), and fits
+# 32 query rows against 16-key blocks. fp32 is the exact path, not the fast one, so its
+# tiles shrink rather than its precision. (Decode's 16-row tile fits at the 16-bit sizes.)
+FP32_QUERY_ROWS = 32
+FP32_KV_BLOCK = 16
+
+
+def exact_fp32_tiles(dtype: torch.dtype, device: torch.device) -> bool:
+    """True where tiles are fp32 and multiplied on the GPU's FMA units (see above)."""
+    return device.type == "cuda" and dtype == torch.float32
+
+
 def kv_loop_num_warps(head_dim: int) -> int:
     """Warps for the decode and cascade programs. Chosen from ptxas's register report
     for sm_90 (no GPU timing yet): with head_dim 128 and 4 warps the gathered K/V tiles
     spill at 255 registers; 8 warps fit in ~185 with no spill."""
     return 4 if head_dim <= 64 else 8
+
+
+def decode_launch_settings(group: int, head_dim: int, dtype: torch.dtype,
+                           device: torch.device) -> dict:
+    """Constexprs and launch options of `_decode_partial_kernel` for q of this dtype on
+    this device type (the ahead-of-time compile test builds the same launches from it)."""
+    return dict(GROUP=group, ROWS=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
+                BLOCK_N=kv_block_size(head_dim, device),
+                COMPUTE_DTYPE=compute_dtype(dtype, device),
+                num_warps=kv_loop_num_warps(head_dim), num_stages=2)
+
+
+def merge_launch_settings(head_dim: int) -> dict:
+    """Constexprs and launch options of `_merge_partials_kernel`."""
+    return dict(HEAD_DIM=head_dim, BLOCK_P=16, num_warps=1 if head_dim <= 64 else 2)
 
 
 def check_head_dim(head_dim: int) -> None:
@@ -291,7 +321,7 @@ def merge_attention_partials(o_part: torch.Tensor, lse_part: torch.Tensor,
     _merge_partials_kernel[(num_queries, num_heads)](
         o_part, lse_part, part_indptr, out,
         o_part.stride(0), o_part.stride(1), lse_part.stride(0), out.stride(0), out.stride(1),
-        HEAD_DIM=head_dim, BLOCK_P=16, num_warps=1 if head_dim <= 64 else 2)
+        **merge_launch_settings(head_dim))
     return out
 
 
@@ -315,14 +345,11 @@ def tree_decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_sc
     lse_part = torch.empty(batch * num_kv_splits, num_q_heads, dtype=torch.float32,
                            device=q.device)
     qk_scale = default_sm_scale(head_dim, sm_scale) * LOG2E
-    rows = max(16, triton.next_power_of_2(group))
     _decode_partial_kernel[(batch, num_kv_heads, num_kv_splits)](
         q, k_pool, v_pool, kv_indptr, kv_indices, o_part, lse_part, qk_scale,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1),
         v_pool.stride(0), v_pool.stride(1), o_part.stride(0), o_part.stride(1),
-        lse_part.stride(0), GROUP=group, ROWS=rows, HEAD_DIM=head_dim,
-        BLOCK_N=kv_block_size(head_dim, q.device), COMPUTE_DTYPE=compute_dtype(q),
-        num_warps=kv_loop_num_warps(head_dim), num_stages=2)
+        lse_part.stride(0), **decode_launch_settings(group, head_dim, q.dtype, q.device))
     part_indptr = torch.arange(0, (batch + 1) * num_kv_splits, num_kv_splits,
                                dtype=torch.int32, device=q.device)
     return merge_attention_partials(o_part, lse_part, part_indptr, out)

@@ -39,10 +39,13 @@ from kernels.attention_reference import (
     extend_attention_reference,
 )
 from kernels.decode_attention import (
+    FP32_KV_BLOCK,
+    FP32_QUERY_ROWS,
     LOG2E,
     attend_to_slots,
     check_head_dim,
     compute_dtype,
+    exact_fp32_tiles,
     kv_block_size,
     online_softmax_step,
     tile_dot,
@@ -55,6 +58,20 @@ def query_block_size(head_dim: int, device: torch.device) -> int:
     if device.type != "cuda":
         return 16
     return 64 if head_dim <= 128 else 32
+
+
+def extend_launch_settings(group: int, head_dim: int, dtype: torch.dtype,
+                           device: torch.device) -> dict:
+    """Constexprs and launch options of `_extend_kernel` for q of this dtype on this
+    device type (the ahead-of-time compile test builds the same launches from it)."""
+    block_m, block_n = query_block_size(head_dim, device), kv_block_size(head_dim, device)
+    if exact_fp32_tiles(dtype, device):
+        block_m, block_n = min(block_m, FP32_QUERY_ROWS), FP32_KV_BLOCK
+    return dict(GROUP=group, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
+                COMPUTE_DTYPE=compute_dtype(dtype, device),
+                # 8 warps: a [64, D] fp32 accumulator + [64, 64] scores spill at 4 warps
+                # for D = 128 (ptxas, sm_90); no GPU timing yet.
+                num_warps=8, num_stages=2)
 
 
 @triton.jit
@@ -129,19 +146,14 @@ def extend_attention_triton(q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_in
         return out
     if max_extend_len is None:  # one device-to-host sync; callers that know it pass it
         max_extend_len = int((qo_indptr[1:] - qo_indptr[:-1]).max().item())
-    block_m = query_block_size(head_dim, q.device)
-    grid = (num_q_heads, triton.cdiv(max_extend_len, block_m), num_seqs)
+    settings = extend_launch_settings(group, head_dim, q.dtype, q.device)
+    grid = (num_q_heads, triton.cdiv(max_extend_len, settings["BLOCK_M"]), num_seqs)
     _extend_kernel[grid](
         q, k, v, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, out,
         default_sm_scale(head_dim, sm_scale) * LOG2E,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         k_pool.stride(0), k_pool.stride(1), v_pool.stride(0), v_pool.stride(1),
-        out.stride(0), out.stride(1),
-        GROUP=group, HEAD_DIM=head_dim, BLOCK_M=block_m,
-        BLOCK_N=kv_block_size(head_dim, q.device), COMPUTE_DTYPE=compute_dtype(q),
-        # 8 warps: a [64, D] fp32 accumulator + [64, 64] scores spill at 4 warps for
-        # D = 128 (ptxas, sm_90); no GPU timing yet.
-        num_warps=8, num_stages=2)
+        out.stride(0), out.stride(1), **settings)
     return out
 
 

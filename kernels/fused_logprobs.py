@@ -105,8 +105,10 @@ def _chunk_grad_kernel(
         tl.store(row_ptr + cols, grad.to(logits_ptr.dtype.element_ty), mask=mask)
 
 
-def _block_v(vocab: int, block_v: int | None) -> int:
-    return block_v or min(_MAX_BLOCK_V, triton.next_power_of_2(vocab))
+def logprobs_launch_settings(vocab: int, block_v: int | None = None) -> dict:
+    """Constexprs and launch options of `_chunk_stats_kernel` and `_chunk_grad_kernel`
+    (block_v overrides the vocabulary block: tests)."""
+    return dict(BLOCK_V=block_v or min(_MAX_BLOCK_V, triton.next_power_of_2(vocab)), num_warps=8)
 
 
 def chunk_stats_triton(logits, targets, temperature, *, block_v: int | None = None):
@@ -116,7 +118,7 @@ def chunk_stats_triton(logits, targets, temperature, *, block_v: int | None = No
     if n_rows > 0:
         _chunk_stats_kernel[(n_rows,)](
             logits, logits.stride(0), targets, logprobs, entropy, lse, vocab, temperature,
-            BLOCK_V=_block_v(vocab, block_v), num_warps=8,
+            **logprobs_launch_settings(vocab, block_v),
         )
     return logprobs, entropy, lse
 
@@ -128,7 +130,7 @@ def chunk_grad_triton(logits, targets, temperature, lse, entropy, grad_logprobs,
         _chunk_grad_kernel[(n_rows,)](
             logits, logits.stride(0), targets, lse, entropy, grad_logprobs.contiguous(), grad_entropy.contiguous(),
             vocab, temperature,
-            BLOCK_V=_block_v(vocab, block_v), num_warps=8,
+            **logprobs_launch_settings(vocab, block_v),
         )
     return logits
 

@@ -42,6 +42,13 @@ def _rms_norm_kernel(x_ptr, weight_ptr, y_ptr, x_stride_row, y_stride_row, hidde
     tl.store(y_ptr + row * y_stride_row + cols, (weight * normed).to(y_ptr.dtype.element_ty), mask=mask)
 
 
+def rms_norm_launch_settings(hidden: int) -> dict:
+    """Constexprs and launch options of `_rms_norm_kernel`: the whole row in one block,
+    ~8 elements per thread."""
+    block_h = triton.next_power_of_2(hidden)
+    return dict(BLOCK_H=block_h, num_warps=min(max(block_h // 256, 1), 8))
+
+
 def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     check_rms_norm_inputs(x, weight)
     hidden = x.shape[-1]
@@ -49,11 +56,10 @@ def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.
     if rows.stride(-1) != 1:
         rows = rows.contiguous()
     y = torch.empty(rows.shape, dtype=x.dtype, device=x.device)
-    block_h = triton.next_power_of_2(hidden)
     if rows.shape[0] > 0:
         _rms_norm_kernel[(rows.shape[0],)](
             rows, weight.contiguous(), y, rows.stride(0), y.stride(0), hidden, eps,
-            BLOCK_H=block_h, num_warps=min(max(block_h // 256, 1), 8),  # ~8 elements per thread
+            **rms_norm_launch_settings(hidden),
         )
     return y.view(x.shape)
 

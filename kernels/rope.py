@@ -66,6 +66,13 @@ def _rope_kernel(
                   k_stride_head, k_out_stride_head, n_k_heads, half, cos, sin, BLOCK_HK, BLOCK_HALF)
 
 
+def rope_launch_settings(n_q_heads: int, n_k_heads: int, head_dim: int) -> dict:
+    """Constexprs of `_rope_kernel` (Triton's default warps): every head of a token in
+    one tile."""
+    return dict(BLOCK_HQ=triton.next_power_of_2(n_q_heads), BLOCK_HK=triton.next_power_of_2(n_k_heads),
+                BLOCK_HALF=triton.next_power_of_2(head_dim // 2))
+
+
 def apply_rope_triton(q, k, positions, inv_freq):
     check_rope_inputs(q, k, positions, inv_freq)
     q = q if q.stride(2) == 1 else q.contiguous()  # the kernel assumes unit stride along D
@@ -79,8 +86,7 @@ def apply_rope_triton(q, k, positions, inv_freq):
         q.stride(0), q.stride(1), k.stride(0), k.stride(1),
         q_out.stride(0), q_out.stride(1), k_out.stride(0), k_out.stride(1),
         n_q_heads, k.shape[1], head_dim // 2,
-        BLOCK_HQ=triton.next_power_of_2(n_q_heads), BLOCK_HK=triton.next_power_of_2(k.shape[1]),
-        BLOCK_HALF=triton.next_power_of_2(head_dim // 2),
+        **rope_launch_settings(n_q_heads, k.shape[1], head_dim),
     )
     return q_out, k_out
 

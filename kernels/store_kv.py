@@ -48,6 +48,11 @@ def _store_kv_kernel(
     tl.store(v_pool_ptr + row, v.to(v_pool_ptr.dtype.element_ty), mask=mask)
 
 
+def store_kv_launch_settings(n_heads: int, head_dim: int) -> dict:
+    """Constexprs of `_store_kv_kernel` (Triton's default warps): a token's [Hkv, D] block."""
+    return dict(BLOCK_H=triton.next_power_of_2(n_heads), BLOCK_D=triton.next_power_of_2(head_dim))
+
+
 def store_kv_triton(k_pool, v_pool, slots, k, v) -> None:
     check_store_kv_inputs(k_pool, v_pool, slots, k, v)
     # The kernel walks the head and dim axes with one stride each and assumes unit stride
@@ -64,7 +69,7 @@ def store_kv_triton(k_pool, v_pool, slots, k, v) -> None:
         k_pool.stride(0), k_pool.stride(1),
         k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         n_heads, head_dim,
-        BLOCK_H=triton.next_power_of_2(n_heads), BLOCK_D=triton.next_power_of_2(head_dim),
+        **store_kv_launch_settings(n_heads, head_dim),
     )
 
 
