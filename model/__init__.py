@@ -1,6 +1,6 @@
 """The decoder: config, layers, weights in and out, tokenizer, the embedded default.
 
-    from model import load_model, save_pretrained
+    from model import DEFAULT_MODEL, load_model, save_pretrained
     net, tok = load_model(DEFAULT_MODEL)     # an embedded name or a Hugging Face directory
     logits = net(torch.tensor([tok.encode("2 + 2 =")]))  # [1, T, vocab]
 """

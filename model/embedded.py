@@ -113,7 +113,7 @@ def cache_dir() -> Path:
 
 def _embedded(name: str) -> EmbeddedModel:
     if name not in EMBEDDED_MODELS:
-        raise KeyError(f"no embedded model {name!r}; embedded names: {', '.join(EMBEDDED_MODELS)}")
+        raise ValueError(f"no embedded model {name!r}; embedded names: {', '.join(EMBEDDED_MODELS)}")
     return EMBEDDED_MODELS[name]
 
 
