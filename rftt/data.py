@@ -26,7 +26,7 @@ class Problem:
     question: str
     answer: str                    # the gold final answer, as a string
     solution: str | None = None    # a worked reference solution, if the source has one
-    level: int | None = None       # difficulty: 1-5 for MATH, 1-3 for the generator
+    level: int | None = None       # difficulty: 1-5 for MATH, 1-4 for the generator
     type: str | None = None        # MATH subject, generator template kind, "gsm8k"
     source_id: str = ""            # where it came from: "arith:add_buy:3,4", "train.jsonl:12"
     # File and line, for error messages ("data/train.jsonl, line 12"); not part of what
@@ -53,7 +53,7 @@ _ITEMS = ("apples", "marbles", "stickers", "pencils", "cards", "shells", "stamps
 class _Template:
     name: str          # part of the canonical key: never rename a template
     kind: str          # Problem.type: the operations, in order
-    level: int         # = number of arithmetic steps
+    level: int         # = number of arithmetic steps (level 4: four or more)
     draw: Callable[[random.Random], tuple[int, ...]]
     # (numbers, person, other person, item) -> (question, solution lines, answer)
     write: Callable[[tuple[int, ...], str, str, str], tuple[str, list[str], int]]
@@ -119,6 +119,29 @@ def _draw_harvest(rng):
 def _draw_savings(rng):
     start, weekly, weeks = _r(rng, 10, 500), _r(rng, 5, 50), _r(rng, 2, 10)
     return start, weekly, weeks, _r(rng, 1, start + weekly * weeks)  # a + b*c - d >= 0
+
+
+# Level 4: four or five steps, numbers up to a few hundred, and one quantity in the text
+# (always the last number) that the answer does not use — irrelevant information is
+# what small models are worst at ignoring (GSM-IC, Shi et al. 2023). Room to improve for
+# a 0.5B model that level 3 already trips.
+def _draw_bake_sale(rng):
+    trays, per_tray, boxes, per_box = _r(rng, 3, 12), _r(rng, 6, 25), _r(rng, 3, 12), _r(rng, 6, 25)
+    baked = trays * per_tray + boxes * per_box
+    return trays, per_tray, boxes, per_box, _r(rng, 1, baked), _r(rng, 2, 60)   # a*b + c*d - e; f unused
+
+
+def _draw_trip_budget(rng):
+    tickets, price, snacks, snack_price = _r(rng, 2, 9), _r(rng, 5, 40), _r(rng, 2, 9), _r(rng, 2, 15)
+    friends, share = _r(rng, 2, 6), _r(rng, 5, 50)
+    total = tickets * price + snacks * snack_price + friends * share   # <= 795
+    return total, tickets, price, snacks, snack_price, friends, _r(rng, 20, 400)  # (a - b*c - d*e) / f; g unused
+
+
+def _draw_training_weeks(rng):
+    weekday_km, weekend_km, weeks = _r(rng, 2, 12), _r(rng, 5, 25), _r(rng, 2, 6)
+    planned = (5 * weekday_km + 2 * weekend_km) * weeks                # <= 660
+    return weekday_km, weekend_km, weeks, _r(rng, 1, planned - 1), _r(rng, 40, 300)  # (5a + 2b)*c - d; e unused
 
 
 _TEMPLATES: tuple[_Template, ...] = (
@@ -213,6 +236,40 @@ _TEMPLATES: tuple[_Template, ...] = (
          f"{p} then has {n[0]} + {n[1] * n[2]} = {n[0] + n[1] * n[2]} dollars.",
          f"After the bike {n[0] + n[1] * n[2]} - {n[3]} = {n[0] + n[1] * n[2] - n[3]} dollars are left."],
         n[0] + n[1] * n[2] - n[3])),
+    # ---- four or more steps, with one unused quantity (level 4)
+    _Template("bake_sale", "multiply+multiply+add+subtract", 4, _draw_bake_sale, lambda n, p, q, it: (
+        f"For a bake sale {p} bakes {n[0]} trays of muffins with {n[1]} muffins on each tray "
+        f"and {n[2]} boxes of cookies with {n[3]} cookies in each box. "
+        f"The sale table is {n[5]} inches long. {p} sells {n[4]} of the baked goods. "
+        "How many muffins and cookies are left?",
+        [f"The muffins number {n[0]} * {n[1]} = {n[0] * n[1]}.",
+         f"The cookies number {n[2]} * {n[3]} = {n[2] * n[3]}.",
+         f"In all {n[0] * n[1]} + {n[2] * n[3]} = {n[0] * n[1] + n[2] * n[3]} were baked.",
+         f"After the sale {n[0] * n[1] + n[2] * n[3]} - {n[4]} = {n[0] * n[1] + n[2] * n[3] - n[4]} are left."],
+        n[0] * n[1] + n[2] * n[3] - n[4])),
+    _Template("trip_budget", "multiply+multiply+subtract+subtract+divide", 4, _draw_trip_budget,
+              lambda n, p, q, it: (
+        f"{p} has {n[0]} dollars for a trip with friends. The trip is {n[6]} miles long. "
+        f"{p} buys {n[1]} tickets at {n[2]} dollars each and {n[3]} snacks at {n[4]} dollars each, "
+        f"then shares the money left equally among {n[5]} friends. How many dollars does each friend get?",
+        [f"The tickets cost {n[1]} * {n[2]} = {n[1] * n[2]} dollars.",
+         f"The snacks cost {n[3]} * {n[4]} = {n[3] * n[4]} dollars.",
+         f"After the tickets {n[0]} - {n[1] * n[2]} = {n[0] - n[1] * n[2]} dollars are left.",
+         f"After the snacks {n[0] - n[1] * n[2]} - {n[3] * n[4]} = {n[0] - n[1] * n[2] - n[3] * n[4]} dollars are left.",
+         f"Each friend gets {n[0] - n[1] * n[2] - n[3] * n[4]} / {n[5]} = "
+         f"{(n[0] - n[1] * n[2] - n[3] * n[4]) // n[5]} dollars."],
+        (n[0] - n[1] * n[2] - n[3] * n[4]) // n[5])),
+    _Template("training_weeks", "multiply+multiply+add+multiply+subtract", 4, _draw_training_weeks,
+              lambda n, p, q, it: (
+        f"{p} plans to run {n[0]} km on each of the 5 weekdays and {n[1]} km on each of the 2 weekend days, "
+        f"every week for {n[2]} weeks. {p}'s running shoes cost {n[4]} dollars. "
+        f"{p} misses {n[3]} km of the plan. How many km does {p} run?",
+        [f"On weekdays {p} runs 5 * {n[0]} = {5 * n[0]} km a week.",
+         f"On weekends {p} runs 2 * {n[1]} = {2 * n[1]} km a week.",
+         f"Each week is {5 * n[0]} + {2 * n[1]} = {5 * n[0] + 2 * n[1]} km.",
+         f"The plan is {5 * n[0] + 2 * n[1]} * {n[2]} = {(5 * n[0] + 2 * n[1]) * n[2]} km.",
+         f"{p} runs {(5 * n[0] + 2 * n[1]) * n[2]} - {n[3]} = {(5 * n[0] + 2 * n[1]) * n[2] - n[3]} km."],
+        (5 * n[0] + 2 * n[1]) * n[2] - n[3])),
 )
 TEMPLATE_NAMES: tuple[str, ...] = tuple(t.name for t in _TEMPLATES)
 
@@ -246,12 +303,18 @@ def _make(template: _Template, numbers: tuple[int, ...]) -> Problem:
     return Problem(question, str(answer), solution, template.level, template.kind, key)
 
 
+ALL_LEVELS = (1, 2, 3, 4)
+# Level 4 is opt-in: the default draw sequence (and every recorded result) stays as it was.
+DEFAULT_LEVELS = (1, 2, 3)
+
+
 def generate_arithmetic(n: int, split: str = "train", seed: int = 0,
-                        levels: tuple[int, ...] = (1, 2, 3)) -> list[Problem]:
+                        levels: tuple[int, ...] = DEFAULT_LEVELS) -> list[Problem]:
     """`n` distinct arithmetic word problems of the given split, drawn with `seed`.
 
     Level L has L arithmetic steps; the numbers in the question grow with the level (up
-    to 20, 100, 1000).
+    to 20, 100, 1000). Level 4 has four or five steps, numbers up to a few hundred, and
+    one quantity the answer does not use (pass `levels=ALL_LEVELS` to include it).
     Deterministic in (n, split, seed, levels). Raises ValueError when the levels hold too
     few distinct problems of that split.
     """
@@ -259,7 +322,7 @@ def generate_arithmetic(n: int, split: str = "train", seed: int = 0,
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     by_level = {lv: [t for t in _TEMPLATES if t.level == lv] for lv in levels}
     if not levels or any(not ts for ts in by_level.values()):
-        raise ValueError(f"levels must be a non-empty subset of (1, 2, 3), not {levels!r}")
+        raise ValueError(f"levels must be a non-empty subset of {ALL_LEVELS}, not {levels!r}")
     rng = random.Random(seed)
     problems: list[Problem] = []
     seen: set[str] = set()

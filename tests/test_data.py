@@ -31,8 +31,12 @@ ORACLE = {
     "two_products": lambda a, b, c, d: a * b + c * d,
     "harvest": lambda a, b, c, d: (a * b - c) / d,
     "savings": lambda a, b, c, d: a + b * c - d,
+    # level 4: the last number is the distractor, which the answer must not use
+    "bake_sale": lambda a, b, c, d, e, unused: a * b + c * d - e,
+    "trip_budget": lambda a, b, c, d, e, f, unused: (a - b * c - d * e) / f,
+    "training_weeks": lambda a, b, c, d, unused: (5 * a + 2 * b) * c - d,
 }
-LIMITS = {1: 20, 2: 100, 3: 1000}
+LIMITS = {1: 20, 2: 100, 3: 1000, 4: 800}
 
 
 def _numbers(problem: Problem) -> tuple[str, list[int]]:
@@ -66,7 +70,7 @@ def test_answers_are_exact_integers_recomputed_from_the_numbers(split):
 
 
 def test_levels_control_steps_and_number_sizes():
-    for level in (1, 2, 3):
+    for level in (1, 2, 3, 4):
         problems = generate_arithmetic(100, "train", seed=0, levels=(level,))
         assert {p.level for p in problems} == {level}
         for p in problems:
@@ -106,7 +110,7 @@ def test_generator_rejects_bad_arguments():
     with pytest.raises(ValueError):
         generate_arithmetic(5, split="validation")
     with pytest.raises(ValueError):
-        generate_arithmetic(5, levels=(4,))
+        generate_arithmetic(5, levels=(5,))
     with pytest.raises(ValueError):                  # level 1 has only a few hundred test problems
         generate_arithmetic(5000, "test", levels=(1,))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model import EMBEDDED_NAME, load_model
-from model.embedded import GGUF_FILE, gguf_path
+from model.embedded import gguf_path
 from tests.tiny_models import relative_error
 
 transformers = pytest.importorskip("transformers")
@@ -42,15 +42,15 @@ def ours():
 
 @pytest.fixture(scope="module")
 def hf_tokenizer():
-    path = gguf_path()
-    return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=GGUF_FILE)
+    path = gguf_path(EMBEDDED_NAME)
+    return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
 @pytest.fixture(scope="module")
 def hf_model():
-    path = gguf_path()
+    path = gguf_path(EMBEDDED_NAME)
     return transformers.AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=GGUF_FILE, dtype=torch.float32
+        path.parent, gguf_file=path.name, dtype=torch.float32
     ).eval()
 
 
