@@ -1,7 +1,7 @@
 """Writing new keys and values into the KV pool (a scatter through slot indices).
 
 The KV pool of a layer is `[num_slots, Hkv, D]`; a sequence or tree branch is just a list
-of slot numbers (page size 1, see DESIGN.md "Kernels"), so after each forward step the
+of slot numbers (page size 1: a branch can fork after any token), so after each forward step the
 new tokens' K and V rows must land at arbitrary, non-contiguous slots. That is a scatter:
 
     k_pool[slots[i]] = k[i];  v_pool[slots[i]] = v[i]

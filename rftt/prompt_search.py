@@ -17,7 +17,7 @@ same MCTS (search/mcts.py):
                question half of a sub-question stops at a newline, then "Answer:" is forced
                and its answer decoded), read back, and its KV freed at once.
     reward     1.0 when the leaf step's boxed answer equals the gold answer, else 0.0: the
-               paper's phase-1 leaf value (FIELD-NOTES, "RFTT as published").
+               paper's phase-1 leaf value (§3.1).
 
 Ordering decision. The paper visits "unexplored non-direct-answer children first". With the
 few rollouts a CPU affords (4, not the paper's 16) that rule means no rollout ever reaches
