@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .embedded import EMBEDDED_MODELS, EMBEDDED_NAME, embedded_model_dir
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_dir
 from .tokenizer import Tokenizer
 from .transformer import Transformer
 from .weights import load_weights, save_weights
@@ -54,7 +54,7 @@ def random_model(config: ModelConfig, seed: int, dtype: torch.dtype = torch.floa
 
 
 def load_model(
-    name_or_path: str | Path = EMBEDDED_NAME, dtype: torch.dtype = torch.float32, device="cpu"
+    name_or_path: str | Path = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, device="cpu"
 ) -> tuple[Transformer, Tokenizer]:
     """Loads a Hugging Face directory or the embedded default; returns (model, tokenizer)."""
     directory = resolve_model_dir(name_or_path)
