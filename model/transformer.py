@@ -1,8 +1,14 @@
 """The decoder: token embedding, N pre-norm blocks, final norm, LM head.
 
-``model(tokens)`` is the training path: a full causal pass with autograd, logits for
-every position. ``model.hidden_states(tokens)`` stops before the LM head, so a fused
-log-prob kernel can project and reduce the vocabulary chunk by chunk instead of holding
+Every use of the model runs the same blocks on a packed batch (tokens [N], positions [N])
+and differs only in its attention rule (model/layers.py):
+
+- ``model(tokens)`` is the training path on dense sequences: [B, T] packed to B·T rows,
+  causal within each row; autograd on, logits for every position;
+- ``serving_logits`` (model/serving.py) runs the engine's new tokens against the KV pool.
+
+``hidden_states`` stops before the LM head, so a fused log-prob kernel can project and
+reduce the vocabulary chunk by chunk instead of holding
 ``[tokens, vocab]`` fp32 logits (the largest tensor in RL training at 150k vocabularies).
 """
 
@@ -15,7 +21,7 @@ from kernels.fused_logprobs import fused_logprobs
 from kernels.rope_freqs import rope_inv_freq
 
 from .config import ModelConfig
-from .layers import Block, RMSNorm, rope_cos_sin
+from .layers import Attend, Block, CausalAttention, RMSNorm
 
 
 class Transformer(nn.Module):
@@ -23,7 +29,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.tie_weights()
@@ -49,18 +55,23 @@ class Transformer(nn.Module):
         """[vocab, hidden]: what the fused log-prob kernel multiplies hidden states by."""
         return self.lm_head.weight
 
+    def packed_hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """tokens, positions: int64[N]; `attend` says who sees whom -> final normed hidden [N, hidden]."""
+        x = self.embed_tokens(tokens)  # [N, H]
+        for block in self.layers:
+            x = block(x, positions, self.inv_freq, attend)
+        return self.norm(x)
+
     def hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens: int64[B, T] -> final normed hidden states [B, T, hidden]."""
+        """tokens: int64[B, T]; positions: int[1 or B, T] (default 0..T-1) -> [B, T, hidden]."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be [batch, time], got shape {tuple(tokens.shape)}")
         B, T = tokens.shape
         if positions is None:
             positions = torch.arange(T, device=tokens.device)[None]  # [1, T]
-        x = self.embed_tokens(tokens)  # [B, T, H]
-        cos, sin = rope_cos_sin(positions, self.inv_freq, x.dtype)  # [1 or B, T, D]
-        for block in self.layers:
-            x = block(x, cos, sin)
-        return self.norm(x)
+        positions = positions.expand(B, T).reshape(B * T)
+        hidden = self.packed_hidden_states(tokens.reshape(B * T), positions, CausalAttention(B))
+        return hidden.view(B, T, -1)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None, *,
                 targets: torch.Tensor | None = None, temperature: float = 1.0):
