@@ -15,7 +15,8 @@ between the model's uses, so the block takes it as an argument, `attend`:
 
 - training on dense sequences: `CausalAttention` below (each row of a [B, T] batch);
 - serving: the engine's KV-pool step (search/attention_batch.py), which stores k and v in
-  the layer's pool and attends over cached slots with the decode/extend/cascade kernels.
+  the layer's pool and attends over cached slots with the decode/extend/cascade kernels;
+- tree-packed training: `TreeAttention` (model/tree_packing.py), ancestors only.
 
 RMSNorm and RoPE go through the kernels' dispatchers: Triton where it pays (CUDA, no
 autograd), the differentiable PyTorch reference otherwise.

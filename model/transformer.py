@@ -5,10 +5,12 @@ and differs only in its attention rule (model/layers.py):
 
 - ``model(tokens)`` is the training path on dense sequences: [B, T] packed to B·T rows,
   causal within each row; autograd on, logits for every position;
+- ``model(tree=packed)`` is tree-packed training (model/tree_packing.py): a problem's
+  search paths in one sequence, each shared token once, attending to its ancestors;
 - ``serving_logits`` (model/serving.py) runs the engine's new tokens against the KV pool.
 
-``hidden_states`` stops before the LM head, so a fused log-prob kernel can project and
-reduce the vocabulary chunk by chunk instead of holding
+``hidden_states`` / ``tree_hidden_states`` stop before the LM head, so a fused log-prob
+kernel can project and reduce the vocabulary chunk by chunk instead of holding
 ``[tokens, vocab]`` fp32 logits (the largest tensor in RL training at 150k vocabularies).
 """
 
@@ -22,6 +24,7 @@ from kernels.rope_freqs import rope_inv_freq
 
 from .config import ModelConfig
 from .layers import Attend, Block, CausalAttention, RMSNorm
+from .tree_packing import PackedTree, TreeAttention
 
 
 class Transformer(nn.Module):
@@ -73,8 +76,13 @@ class Transformer(nn.Module):
         hidden = self.packed_hidden_states(tokens.reshape(B * T), positions, CausalAttention(B))
         return hidden.view(B, T, -1)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None, *,
-                targets: torch.Tensor | None = None, temperature: float = 1.0):
+    def tree_hidden_states(self, tree: PackedTree) -> torch.Tensor:
+        """A packed tree (model/tree_packing.py) -> final normed hidden states [N, hidden]:
+        row i has seen exactly token i's path, at the positions that path gives it."""
+        return self.packed_hidden_states(tree.tokens, tree.positions, TreeAttention(tree.attention_mask()))
+
+    def forward(self, tokens: torch.Tensor | None = None, positions: torch.Tensor | None = None, *,
+                targets: torch.Tensor | None = None, temperature: float = 1.0, tree: PackedTree | None = None):
         """tokens: int64[B, T] -> logits [B, T, vocab] (causal; autograd on).
 
         With ``targets: int64[B, T]`` it returns ``(logprobs, entropy)``, both fp32[B, T]:
@@ -82,7 +90,15 @@ class Transformer(nn.Module):
         distribution's entropy, computed chunk by chunk without materialising the logits
         (kernels/fused_logprobs.py). Training calls this form: under FSDP2 only a call of
         the module itself gathers the head's weights, so the head must be used in here.
+
+        With ``tree`` instead of tokens (a PackedTree) it returns fp32 ``(logprobs,
+        entropy)``, each [N]: token i's log-prob given its ancestors and the entropy of the
+        distribution it was drawn from (see `tree_logprobs`).
         """
+        if tree is not None:
+            if tokens is not None or targets is not None:
+                raise ValueError("pass either tree or tokens (a tree's targets are its tokens)")
+            return self.tree_logprobs(self.tree_hidden_states(tree), tree, temperature)
         hidden = self.hidden_states(tokens, positions)
         if targets is None:
             return self.lm_head(hidden)
@@ -95,6 +111,23 @@ class Transformer(nn.Module):
         weight = self.lm_head_weight.to(hidden.dtype)  # under bf16 autocast: a bf16 copy
         logprobs, entropy = fused_logprobs(hidden.reshape(B * T, -1), weight, targets.reshape(B * T), temperature)
         return logprobs.view(B, T), entropy.view(B, T)
+
+    def tree_logprobs(self, hidden: torch.Tensor, tree: PackedTree, temperature: float = 1.0):
+        """hidden: [N, H] (from tree_hidden_states) -> fp32 (logprobs, entropy), each [N].
+
+        A token with several children predicts a different next token on each path, so
+        the log-prob is indexed by the *predicted* token: logprobs[i] = log softmax(logits
+        at parent(i) / temperature)[tokens[i]], entropy[i] that distribution's entropy.
+        Roots have no parent and get 0 (they are prompt tokens: no loss). Path p's
+        log-probs are logprobs[tree.path_indices[p]][1:], equal to a separate dense pass.
+        """
+        N = tree.tokens.shape[0]
+        children = (tree.parents >= 0).nonzero().squeeze(1)  # [M]: every token but the roots
+        weight = self.lm_head_weight.to(hidden.dtype)
+        # [M, H]: each token's parent row (a parent with k children appears k times).
+        logprobs, entropy = fused_logprobs(hidden[tree.parents[children]], weight, tree.tokens[children], temperature)
+        zeros = torch.zeros(N, dtype=torch.float32, device=hidden.device)
+        return zeros.scatter(0, children, logprobs), zeros.scatter(0, children, entropy)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
