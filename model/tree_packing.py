@@ -18,7 +18,8 @@ and each trie node is one row of a single sequence (Tree Training, arXiv 2511.00
 Given the ancestors, every row equals its separate-pass row, so log-probs agree exactly,
 and because a shared row is one computation, its gradient is the sum of what the paths
 through it would send back: a per-path loss Σ_p w_p·f(logp_p) becomes a per-token loss
-with each token's weights summed over its paths (`sum_over_paths`).
+with each token's weights summed over its paths (`sum_over_paths`), or, unchanged, on
+the per-path layout `per_path` gathers from the packed values.
 """
 
 from __future__ import annotations
@@ -50,6 +51,20 @@ class PackedTree:
         for rows, value in zip(self.path_indices, per_path, strict=True):
             out.index_add_(0, rows, torch.as_tensor(value, dtype=torch.float32, device=out.device).expand(rows.shape))
         return out
+
+    def per_path(self, values: torch.Tensor, pad: float = 0.0) -> torch.Tensor:
+        """Per-token values [N] (e.g. the log-probs of `model(tree=...)`) -> [P, T] in the
+        layout of a dense batch of the paths, right-padded with `pad`: entry (p, t) is the
+        prediction of path p's token t + 1, as `model(tokens[:, :-1], targets=tokens[:, 1:])`
+        gives it; T = longest path - 1. Autograd adds up what the paths send back to a
+        shared token, so any per-path loss on this is exact as it stands."""
+        width = max(len(rows) for rows in self.path_indices) - 1
+        index = torch.zeros(len(self.path_indices), width, dtype=torch.int64, device=values.device)
+        valid = torch.zeros(index.shape, dtype=torch.bool, device=values.device)
+        for p, rows in enumerate(self.path_indices):
+            index[p, :len(rows) - 1] = rows[1:]
+            valid[p, :len(rows) - 1] = True
+        return torch.where(valid, values[index], torch.as_tensor(pad, dtype=values.dtype, device=values.device))
 
     def to(self, device) -> PackedTree:
         return PackedTree(self.tokens.to(device), self.positions.to(device), self.parents.to(device),

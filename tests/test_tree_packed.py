@@ -138,3 +138,36 @@ def test_packed_gradients_equal_the_sum_over_paths(models, family):
     for name, ref in separate.items():
         assert ref.abs().max() > 0, name  # every parameter is exercised
         assert relative_error(packed[name], ref) <= 1e-5, (family, name)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_per_path_layout_is_the_dense_batch_with_its_gradients(models, family):
+    """tree.per_path(model(tree=...)) can replace model(inputs, targets=...) of the
+    right-padded batch of the same paths: same values where a path has a token, same
+    gradients for a loss that masks the padding."""
+    model = models[family]
+    paths = TREES["branching"] + TREES["duplicates"]
+    width = max(len(p) for p in paths) - 1
+    inputs = torch.zeros(len(paths), width, dtype=torch.int64)
+    targets, valid = torch.zeros_like(inputs), torch.zeros(inputs.shape, dtype=torch.bool)
+    for i, p in enumerate(paths):
+        n = len(p) - 1
+        inputs[i, :n], targets[i, :n], valid[i, :n] = torch.tensor(p[:-1]), torch.tensor(p[1:]), True
+    advantages = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(9))
+
+    model.zero_grad(set_to_none=True)
+    dense, _ = model(inputs, targets=targets, temperature=0.8)
+    (advantages * dense * valid).sum().backward()
+    dense_grads = _grads(model)
+
+    model.zero_grad(set_to_none=True)
+    tree = pack_paths(paths)
+    packed = tree.per_path(model(tree=tree, temperature=0.8)[0], pad=-1.0)
+    (advantages * packed * valid).sum().backward()
+    packed_grads = _grads(model)
+    model.zero_grad(set_to_none=True)
+
+    assert packed.shape == dense.shape and packed[~valid].eq(-1.0).all()
+    assert relative_error(packed[valid], dense[valid]) <= 1e-5
+    for name, ref in dense_grads.items():
+        assert relative_error(packed_grads[name], ref) <= 1e-5, (family, name)
