@@ -10,8 +10,8 @@ builds from its token tree (search/attention_batch.py):
     attend(layer, q [N, Hq, D], k [N, Hkv, D], v [N, Hkv, D]) -> o [N, Hq, D]
 
 The callback stores k and v into that layer's pool slots and runs the decode, extend or
-cascade kernel over the right slots. The decoder knows nothing about trees; the engine
-knows nothing about layers' insides. Same blocks as the training path, so a greedy
+cascade kernel over the right slots. The decoder knows nothing about the engine's token
+tree; the engine knows nothing about layers' insides. Same blocks as the training path, so a greedy
 rollout here equals a greedy full recompute.
 """
 

@@ -15,11 +15,11 @@ and each trie node is one row of a single sequence (Tree Training, arXiv 2511.00
 - token i attends to j iff j is an ancestor of i or i itself: j <= i < end[j]. Row i's
   hidden state is then the one the separate pass computes for i's path.
 
-Given the ancestors, every row equals its separate-pass row, so log-probs agree exactly,
-and because a shared row is one computation, its gradient is the sum of what the paths
-through it would send back: a per-path loss Σ_p w_p·f(logp_p) becomes a per-token loss
-with each token's weights summed over its paths (`sum_over_paths`), or, unchanged, on
-the per-path layout `per_path` gathers from the packed values.
+Seeing the same tokens at the same positions, every row equals its separate-pass row (up
+to rounding), and because a shared row is one computation, its gradient is the sum of
+what the paths through it would send back: a per-path loss Σ_p w_p·f(logp_p) becomes a
+per-token loss with each token's weights summed over its paths (`sum_over_paths`), or
+stays as it is on the per-path layout that `per_path` gathers from the packed values.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class PackedTree:
         return (rows[None, :] <= rows[:, None]) & (rows[:, None] < self.subtree_ends[None, :])
 
     def sum_over_paths(self, per_path: Sequence[torch.Tensor | float]) -> torch.Tensor:
-        """Per-path values (a float or [L_p] per path) -> fp32[N], each token's sum over the
-        paths through it: the weight of a shared token in a packed loss."""
+        """Per-path values -> fp32[N], each token's sum over the paths through it: the
+        weight of a shared token in a packed loss. A path's value is a float (all its
+        tokens) or [L_p], aligned with its tokens (entry 0, the root, predicts nothing)."""
         out = torch.zeros(self.tokens.shape[0], dtype=torch.float32, device=self.tokens.device)
         for rows, value in zip(self.path_indices, per_path, strict=True):
             out.index_add_(0, rows, torch.as_tensor(value, dtype=torch.float32, device=out.device).expand(rows.shape))
