@@ -1,4 +1,4 @@
-"""The building blocks of a Llama-family decoder layer (training path).
+"""The building blocks of a Llama-family decoder layer.
 
 Pre-norm residual block (Llama, Qwen2/2.5/3, SmolLM2 are all this shape):
 
@@ -6,24 +6,43 @@ Pre-norm residual block (Llama, Qwen2/2.5/3, SmolLM2 are all this shape):
     y = h + SwiGLU(RMSNorm(h))
 
 These modules hold the weights (named exactly like Hugging Face's, so loading and export
-are a prefix away) and implement the *training* forward: a full causal sequence with
-autograd. The serving path (search/) reuses the same weights through the KV-pool kernels.
+are a prefix away) and run on a *packed* batch: the tokens of any number of sequences
+flattened to x: [N, hidden], each with its own position. What a packed batch needs to
+say besides positions is who attends to whom, and that is the only thing that differs
+between the model's uses, so the block takes it as an argument, `attend`:
+
+    attend(layer, q [N, Hq, D], k [N, Hkv, D], v [N, Hkv, D]) -> o [N, Hq, D]
+
+- training on dense sequences: `CausalAttention` below (each row of a [B, T] batch);
+- serving: the engine's KV-pool step (search/attention_batch.py), which stores k and v in
+  the layer's pool and attends over cached slots with the decode/extend/cascade kernels;
+- tree-packed training: `TreeAttention` (model/tree_packing.py), ancestors only.
+
+RMSNorm and RoPE go through the kernels' dispatchers: Triton where it pays (CUDA, no
+autograd), the differentiable PyTorch reference otherwise.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.rms_norm import rms_norm
+from kernels.rope import apply_rope
+
 from .config import ModelConfig
+
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm (Zhang & Sennrich, 2019): no mean subtraction, no bias.
 
     Computed in fp32 and cast back before the weight multiply, the order Hugging Face
-    uses, so bf16 models round the same way.
+    uses, so bf16 models round the same way (kernels/rms_norm.py).
     """
 
     def __init__(self, dim: int, eps: float):
@@ -32,38 +51,30 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
-def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype):
-    """cos/sin tables for the given positions.
+class CausalAttention:
+    """Attention of a dense [B, T] batch packed to N = B·T rows: each row causal over itself."""
 
-    positions: [..., T] integer; inv_freq: fp32[D/2]; returns cos, sin: [..., T, D].
-    The angle is computed in fp32 whatever the model dtype (bf16 angles drift by whole
-    radians at position ~1000).
-    """
-    angles = positions.to(torch.float32)[..., None] * inv_freq.to(positions.device)  # [..., T, D/2]
-    angles = torch.cat((angles, angles), dim=-1)  # [..., T, D]: channel i pairs with i + D/2
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    def __init__(self, batch: int):
+        self.batch = batch
 
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotates each channel pair (i, i + D/2) of x by its angle ("rotate_half" layout).
-
-    x: [B, T, H, D]; cos, sin: [B or 1, T, D].
-    """
-    half = x.shape[-1] // 2
-    rotated_half = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos[:, :, None, :] + rotated_half * sin[:, :, None, :]
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        N, Hq, D = q.shape
+        # SDPA wants heads before time: [B, H, T, D] (views, no copies); enable_gqa
+        # broadcasts each K/V head over its group of query heads without repeating it.
+        q, k, v = (t.view(self.batch, N // self.batch, t.shape[1], D).transpose(1, 2) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # [B, Hq, T, D]
+        return o.transpose(1, 2).reshape(N, Hq, D)
 
 
 class Attention(nn.Module):
     """Grouped-query attention (Ainslie et al., 2023): Hq query heads share Hkv K/V heads."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer_index: int):
         super().__init__()
+        self.layer_index = layer_index  # which KV pool a serving `attend` reads and writes
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=cfg.qkv_bias)
         self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=cfg.qkv_bias)
@@ -75,26 +86,17 @@ class Attention(nn.Module):
         else:
             self.q_norm = self.k_norm = None
 
-    def project_qkv(self, x: torch.Tensor):
-        """x: [..., H] -> q: [..., Hq, D], k, v: [..., Hkv, D] (q/k normed if Qwen3, no RoPE yet)."""
-        lead = x.shape[:-1]
-        q = self.q_proj(x).view(*lead, self.n_heads, self.head_dim)
-        k = self.k_proj(x).view(*lead, self.n_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(*lead, self.n_kv_heads, self.head_dim)
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """x: [N, hidden]; positions: int64[N] -> [N, hidden]."""
+        N = x.shape[0]
+        q = self.q_proj(x).view(N, self.n_heads, self.head_dim)  # [N, Hq, D]
+        k = self.k_proj(x).view(N, self.n_kv_heads, self.head_dim)  # [N, Hkv, D]
+        v = self.v_proj(x).view(N, self.n_kv_heads, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        return q, k, v
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k, v = self.project_qkv(x)  # q: [B, T, Hq, D], k, v: [B, T, Hkv, D]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        # SDPA wants heads before time: [B, H, T, D]; enable_gqa broadcasts each K/V head
-        # over its group of query heads without materialising the repeat.
-        o = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=True
-        )
-        return self.o_proj(o.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        q, k = apply_rope(q, k, positions, inv_freq)  # one position per token: tree depths work too
+        o = attend(self.layer_index, q, k, v)  # [N, Hq, D]
+        return self.o_proj(o.reshape(N, self.n_heads * self.head_dim))
 
 
 class SwiGLU(nn.Module):
@@ -113,13 +115,14 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     """One decoder layer. FSDP2 shards the model one Block at a time."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer_index: int):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg)
+        self.self_attn = Attention(cfg, layer_index)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        h = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """x: [N, hidden]; positions: int64[N] -> [N, hidden]."""
+        h = x + self.self_attn(self.input_layernorm(x), positions, inv_freq, attend)
         return h + self.mlp(self.post_attention_layernorm(h))
