@@ -1,10 +1,10 @@
 """Command-line plumbing shared by every entry point (train.sft, train.ppo, train.eval,
-search.solve, model.chat): numeric flag types that reject bad values while argparse
+train.solve, search.chat): numeric flag types that reject bad values while argparse
 parses (so before any model is loaded), a check that an output directory can be
 written before the work that fills it, and one-line errors instead of tracebacks.
 
-It lives in model/ because model.chat is an entry point and imports run
-train -> rftt -> search -> model: everything above can import it from here.
+It lives in model/ because imports run train -> rftt -> search -> model: every entry
+point, whichever package it is in, can import it from here.
 """
 
 from __future__ import annotations
