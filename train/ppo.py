@@ -41,14 +41,13 @@ import importlib
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, random_model, save_pretrained
+from model import EMBEDDED_NAME
 from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
                        positive_int, run_cli, unit_float)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
@@ -56,15 +55,16 @@ from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
 from search.engine import Engine
 from train.advantages import ESTIMATORS, KL_ESTIMATORS, gae, grpo, kl_estimate, reinforce_plus_plus, token_rewards, whiten
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
 from train.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
+from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
 from train.prompt_lengths import check_problem_prompts
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate
-from train.sft import load_base_model
+from train.step import autocast, clip_and_step
 
 SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by default
 
@@ -182,8 +182,7 @@ def forward_batch(model, samples: list[Sample], idx: list[int], pad_id: int, tem
     seqs = [samples[i].sequence for i in idx] or [Sequence([pad_id, pad_id], 1)]
     batch = collate(seqs, pad_id).to(device)
     mask = batch.loss_mask.float() * (1.0 if idx else 0.0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    with autocast:
+    with autocast(device):
         logprobs, entropy, values = model(batch.inputs, batch.targets, temperature)
     return logprobs, entropy, values, mask
 
@@ -236,8 +235,10 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     reference = shard_model(reference, info, blocks=reference.policy.layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
-    check_problem_prompts(problems, tok, policy.config, search_path_tokens(args.depth, args.max_step_tokens),
-                          f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + {STEP_TAG_TOKENS} tag tokens)")
+    path_tokens = search_path_tokens(args.depth, args.max_step_tokens)
+    longest_prompt = check_problem_prompts(problems, tok, policy.config, path_tokens,
+                                           f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
+                                           f"{STEP_TAG_TOKENS} tag tokens)")
 
     start = 0
     latest = find_latest(out)
@@ -248,9 +249,12 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         if info.is_main:
             print(f"resuming from {latest} (iteration {start} of {args.iterations})", file=sys.stderr)
     if info.distributed:
-        _sync_rollout_model(model, rollout_model)
+        rollout_model.load_state_dict(full_weights(model, "policy"))  # the gathered policy
     metrics = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, resume_step=start)
-    engine = Engine(rollout_model, num_slots=_pool_slots(args))
+    # One engine for the whole run: each iteration's trees (this rank's problems, every
+    # rollout of each) fit at once; bump_weight_version empties it between iterations.
+    mine_most = -(-args.problems_per_iteration // info.world_size)
+    engine = Engine.for_search(rollout_model, mine_most * longest_prompt, mine_most * args.rollouts, path_tokens)
     summary = {}
 
     bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations, desc="ppo", unit="iter",
@@ -327,20 +331,14 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                     stats["approx_kl_old_sum"] += s["approx_kl_old_sum"]
                     stats["entropy_sum"] += float((ent.detach() * m).sum())
                     stats["tokens"] += float(m.sum())
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-                if torch.isfinite(grad_norm):
-                    optimizer.step()
-                else:
-                    print(f"warning: non-finite gradient norm at iteration {iteration}; step skipped", file=sys.stderr)
-                optimizer.zero_grad(set_to_none=True)
+                grad_norm = clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")
         scheduler.step()
         train_s = time.time() - train_t0
 
         # 7. New weights: the cached KV is stale. Drop it (and refresh the rollout copy).
         engine.tree.bump_weight_version()
         if info.distributed:
-            _sync_rollout_model(model, rollout_model)
+            rollout_model.load_state_dict(full_weights(model, "policy"))  # the gathered policy
 
         # 8. Log, write sample trees, checkpoint.
         totals = all_reduce_sum(torch.tensor([
@@ -368,12 +366,11 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             save_checkpoint(out, iteration + 1, model, optimizer, {"scheduler": scheduler.state_dict()}, info)
             if args.stop_after is not None and iteration + 1 >= args.stop_after:
                 bar.close()
-                shutdown()
-                raise SystemExit(3)  # as if killed: nothing after the checkpoint runs
+                stop_as_if_killed()
     bar.close()
 
     final = out / "final"
-    _export(model, policy, tok, final, info)
+    export_pretrained(model, tok, final, info, submodule="policy")
     if info.is_main:
         (out / "summary.json").write_text(json.dumps({"iterations": args.iterations, "last": summary,
                                                       "export": str(final)}, indent=2))
@@ -387,36 +384,6 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
 def _draw(problems: list[Problem], iteration: int, n: int, seed: int) -> list[Problem]:
     g = torch.Generator().manual_seed(seed * 1_000_033 + iteration)
     return [problems[i] for i in torch.randperm(len(problems), generator=g)[:n].tolist()]
-
-
-def _pool_slots(args) -> int:
-    """KV slots for one iteration's trees: each path holds a prompt (~200 tokens) and up
-    to `depth` steps; every node of every rollout can be alive at once."""
-    per_problem = 256 + args.rollouts * args.depth * (args.max_step_tokens + 8)
-    return per_problem * args.problems_per_iteration + 1024
-
-
-def _sync_rollout_model(model, rollout_model) -> None:
-    """Copies the full (gathered) policy weights from the FSDP shards into the rollout copy."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    policy_state = {k[len("policy."):]: v for k, v in full.items() if k.startswith("policy.")}
-    rollout_model.load_state_dict(policy_state)
-
-
-def _export(model, policy, tok, path: Path, info) -> None:
-    if info.distributed:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if info.is_main:
-            plain = random_model(policy.config, seed=0)
-            plain.load_state_dict({k[len("policy."):]: v for k, v in full.items() if k.startswith("policy.")})
-            save_pretrained(plain, tok, path)
-    else:
-        save_pretrained(policy, tok, path)
-    barrier()
 
 
 def _write_trees(path: Path, problems: list[Problem], samples: list[Sample]) -> None:

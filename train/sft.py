@@ -45,30 +45,28 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
+from model import EMBEDDED_NAME, load_model
 from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
                        positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
-from model.embedded import embedded_model_dir
 from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
-from rftt.tokens import add_functional_tokens
 from train.accuracy import greedy_accuracy
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
 from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
+from train.model_io import export_pretrained, load_base_model
 from train.prompt_lengths import check_problem_prompts, check_sequence_lengths
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
+from train.step import autocast, clip_and_step
 
 # Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
 # pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
@@ -80,8 +78,6 @@ PRESETS = {
                  max_step_tokens=16, direct_answer_tokens=32, epochs=2, batch_size=4,
                  micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24, checkpoint_every=2),
 }
-TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,23 +127,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, args.model == EMBEDDED_NAME)
     return args
-
-
-# ---------------------------------------------------------------------------- model
-
-
-def load_base_model(name: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, Tokenizer]:
-    """The model to fine-tune, with the functional tokens added. `tiny`: a random 2-layer
-    model with the embedded tokenizer (no weights to download, trains in seconds)."""
-    if name == "tiny":
-        tok = Tokenizer.from_dir(embedded_model_dir())
-        config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
-                                            eos_token_id=tok.eos_token_id))
-        model = random_model(config, seed=seed, device=device)
-    else:
-        model, tok = load_model(name, device=device)
-    add_functional_tokens(model, tok)
-    return model, tok
 
 
 # ----------------------------------------------------------------------------- data
@@ -258,40 +237,18 @@ def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad
     batches = [collate(m, pad_id).to(device) for m in micro]
     local_tokens = torch.tensor(float(sum(b.num_loss_tokens for b in batches)), device=device)
     total_tokens = all_reduce_sum(local_tokens).clamp(min=1.0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     loss_sum = torch.zeros((), device=device)
     for batch in batches:
-        with autocast:
+        with autocast(device):
             logprobs, _ = model(batch.inputs, targets=batch.targets)  # fp32[B, T]
         loss = -(logprobs * batch.loss_mask).sum() / total_tokens
         (loss * world_size).backward()
         loss_sum += loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-    grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-    if torch.isfinite(grad_norm):
-        optimizer.step()
-    else:  # a NaN/inf gradient would poison AdamW's moments for good: skip the step
-        print(f"warning: non-finite gradient norm {float(grad_norm)}; step skipped", file=sys.stderr)
-    optimizer.zero_grad(set_to_none=True)
+    grad_norm = clip_and_step(model, optimizer, args.grad_clip)
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     return {"loss": float(all_reduce_sum(loss_sum)), "grad_norm": float(grad_norm), "lr": lr,
             "tokens": int(total_tokens)}
-
-
-def export(model, tok, path: Path, info) -> None:
-    """A Hugging Face directory of the trained model (full weights gathered on rank 0)."""
-    if info.distributed:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if info.is_main:
-            plain = random_model(model.config, seed=0)  # shape only: overwritten next
-            plain.load_state_dict(full)
-            save_pretrained(plain, tok, path)
-    else:
-        save_pretrained(model, tok, path)
-    barrier()
 
 
 def evaluate(model_or_path, tok, problems, args, device, stage: str, out: Path) -> float:
@@ -372,12 +329,11 @@ def main(argv: list[str] | None = None) -> dict:
                              "total_steps": total_steps}, info)
             if args.stop_after is not None and step >= args.stop_after:
                 bar.close()
-                shutdown()
-                os._exit(3)  # as abrupt as a kill: nothing after the checkpoint runs
+                stop_as_if_killed()
     bar.close()
 
     final = out / "final"
-    export(model, tok, final, info)
+    export_pretrained(model, tok, final, info)
     summary = {"steps": total_steps, "sft_rows": len(rows), "kinds": _count_kinds(rows),
                "train_problems": len(train_problems), "eval_problems": len(held_out), "export": str(final)}
     if not args.no_eval and info.is_main:
