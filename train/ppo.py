@@ -39,6 +39,7 @@ import argparse
 import copy
 import importlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,15 +55,17 @@ from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
 from search.engine import Engine
-from train.advantages import ESTIMATORS, KL_ESTIMATORS, gae, grpo, kl_estimate, reinforce_plus_plus, token_rewards, whiten
+from train.advantages import ESTIMATORS, KL_ESTIMATORS, advantages, kl_estimate, kl_in_loss
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
-from train.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown
+from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown,
+                               sum_over_ranks)
 from train.metrics import MetricsLog
 from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
 from train.prompt_lengths import check_problem_prompts
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
+from train.seeds import derive_seed
 from train.sequences import Sequence, collate
 from train.step import autocast, clip_and_step
 
@@ -195,6 +198,13 @@ def padded(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
+def rows(table: torch.Tensor, idx: list[int], like: torch.Tensor) -> torch.Tensor:
+    """The rows `idx` of a per-sample table [N, T], cut to the micro-batch's width and
+    moved to its device: [len(idx), like.shape[1]]; zeros like `like` for an empty
+    (padding) micro-batch."""
+    return table[idx, :like.shape[1]].to(like.device) if idx else torch.zeros_like(like)
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -271,7 +281,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         with torch.inference_mode():
             samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
                                               max_step_tokens=args.max_step_tokens, temperature=args.temperature,
-                                              seed=args.seed * 1_000_003 + iteration * 101 + info.rank,
+                                              seed=derive_seed(args.seed, "rollouts", iteration, info.rank),
                                               progress=info.is_main, reward_fn=reward_fn)
         rollout_s = time.time() - t0
         rollout_tokens = engine.tokens_computed - computed_before
@@ -294,22 +304,18 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         old_values = padded(old_values, width)
         final_reward = torch.tensor([s.reward for s in samples], dtype=torch.float32)
 
-        # 5. Per-token rewards and advantages.
+        # 5. Per-token rewards and advantages: REINFORCE++ (r_t = -β·KL_t, the outcome
+        # reward at the last token, returns whitened over every rank's tokens) unless
+        # --estimator picks GAE or GRPO. `returns` are the critic's targets (GAE only).
         kl = kl_estimate(old_logp, ref_logp, args.kl) * mask
-        returns = None
-        if args.estimator == "reinforce++":
-            advantages = reinforce_plus_plus(token_rewards(final_reward, kl, mask, args.beta), mask, args.gamma,
-                                             reduce=all_reduce_sum)
-        elif args.estimator == "gae":
-            advantages, returns = gae(token_rewards(final_reward, kl, mask, args.beta), old_values, mask,
-                                      args.gamma, args.lam)
-            advantages = whiten(advantages, mask, reduce=all_reduce_sum)
-        else:  # grpo: all of a problem's samples live on one rank, so groups are local
-            advantages = grpo(final_reward, torch.tensor([s.problem for s in samples]), mask)
+        adv, returns = advantages(args.estimator, final_reward, kl, mask, beta=args.beta, gamma=args.gamma,
+                                  lam=args.lam, values=old_values, groups=torch.tensor([s.problem for s in samples]),
+                                  reduce=all_reduce_sum)
 
         # 6. PPO-clip updates: mini-batches of this iteration's samples, micro-batched.
-        stats = {"clipped_tokens": 0.0, "approx_kl_old_sum": 0.0, "entropy_sum": 0.0, "tokens": 0.0}
-        g = torch.Generator().manual_seed(args.seed * 7919 + iteration)
+        stats = {"clipped_tokens": 0.0, "approx_kl_old": 0.0, "entropy": 0.0, "trained_tokens": 0.0}  # sums
+        g = torch.Generator().manual_seed(derive_seed(args.seed, "mini-batches", iteration))
+        grad_norms = []  # each optimiser step's norm before clipping
         train_t0 = time.time()
         for _ in range(args.ppo_epochs):
             shuffled = torch.randperm(len(samples), generator=g).tolist()
@@ -317,21 +323,20 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                 total_tokens = float(all_reduce_sum(mask[mini].sum() if mini else torch.zeros(())).clamp(min=1.0))
                 for idx in micro_batches(mini, args.micro_batch_size):
                     lp, ent, v, m = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
-                    w = lp.shape[1]
-                    sel = lambda t: t[idx, :w].to(device) if idx else torch.zeros_like(lp)  # noqa: E731
-                    loss, s = policy_loss(lp, sel(old_logp), sel(advantages), m, total_tokens, args.clip_eps)
+                    loss, s = policy_loss(lp, rows(old_logp, idx, lp), rows(adv, idx, lp), m, total_tokens,
+                                          args.clip_eps)
                     if returns is not None:
-                        loss = loss + args.value_coef * value_loss(v, sel(old_values), sel(returns), m, total_tokens,
-                                                                   args.value_clip)
-                    if args.estimator == "grpo":  # KL as a loss term (k3), not a reward
-                        k3 = kl_estimate(lp, sel(ref_logp), "k3")
+                        loss = loss + args.value_coef * value_loss(v, rows(old_values, idx, lp), rows(returns, idx, lp),
+                                                                   m, total_tokens, args.value_clip)
+                    if kl_in_loss(args.estimator):
+                        k3 = kl_estimate(lp, rows(ref_logp, idx, lp), "k3")
                         loss = loss + args.beta * (k3 * m).sum() / total_tokens
                     (loss * info.world_size).backward()  # FSDP averages over ranks: undo it
                     stats["clipped_tokens"] += s["clipped_tokens"]
-                    stats["approx_kl_old_sum"] += s["approx_kl_old_sum"]
-                    stats["entropy_sum"] += float((ent.detach() * m).sum())
-                    stats["tokens"] += float(m.sum())
-                grad_norm = clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")
+                    stats["approx_kl_old"] += s["approx_kl_old_sum"]
+                    stats["entropy"] += float((ent.detach() * m).sum())
+                    stats["trained_tokens"] += float(m.sum())
+                grad_norms.append(float(clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")))
         scheduler.step()
         train_s = time.time() - train_t0
 
@@ -341,21 +346,23 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             rollout_model.load_state_dict(full_weights(model, "policy"))  # the gathered policy
 
         # 8. Log, write sample trees, checkpoint.
-        totals = all_reduce_sum(torch.tensor([
-            float(final_reward.sum()), float(len(samples)), float((final_reward == 1.0).sum()),
-            float((kl * mask).sum()), float(mask.sum()), stats["entropy_sum"], stats["clipped_tokens"],
-            stats["tokens"], float(rollout_tokens), stats["approx_kl_old_sum"],
-        ]))
-        n, tokens = max(1.0, float(totals[1])), max(1.0, float(totals[4]))
+        total = sum_over_ranks({
+            "reward": final_reward.sum(), "samples": len(samples), "correct": (final_reward == 1.0).sum(),
+            "kl": (kl * mask).sum(), "response_tokens": mask.sum(), "rollout_tokens": rollout_tokens,
+            **stats,
+        })
+        n, tokens, trained = (max(1.0, total[k]) for k in ("samples", "response_tokens", "trained_tokens"))
         row = {
-            "step": iteration + 1, "reward": float(totals[0]) / n, "accuracy": float(totals[2]) / n,
-            "samples": int(totals[1]), "kl": float(totals[3]) / tokens, "entropy": float(totals[5]) / max(1.0, float(totals[7])),
-            "clip_fraction": float(totals[6]) / max(1.0, float(totals[7])),
-            "approx_kl_old": float(totals[9]) / max(1.0, float(totals[7])),
+            "step": iteration + 1, "reward": total["reward"] / n, "accuracy": total["correct"] / n,
+            "samples": int(total["samples"]), "kl": total["kl"] / tokens, "entropy": total["entropy"] / trained,
+            "clip_fraction": total["clipped_tokens"] / trained, "approx_kl_old": total["approx_kl_old"] / trained,
             "response_length": tokens / n, "functions": function_counts(samples),
-            "rollout_tokens_per_s": round(float(totals[8]) / max(rollout_s, 1e-9), 1),
-            "train_tokens_per_s": round(float(totals[7]) / max(train_s, 1e-9), 1),
-            "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+            "rollout_tokens_per_s": round(total["rollout_tokens"] / max(rollout_s, 1e-9), 1),
+            "train_tokens_per_s": round(total["trained_tokens"] / max(train_s, 1e-9), 1),
+            # Over the iteration's optimiser steps, not the last one's: the root mean
+            # square of their norms before clipping (what --grad-clip compares against),
+            # so every step counts the same and one exploding step still shows.
+            "lr": scheduler.get_last_lr()[0], "grad_norm": math.sqrt(sum(x * x for x in grad_norms) / len(grad_norms)),
         }
         metrics.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
@@ -382,7 +389,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
 
 
 def _draw(problems: list[Problem], iteration: int, n: int, seed: int) -> list[Problem]:
-    g = torch.Generator().manual_seed(seed * 1_000_033 + iteration)
+    g = torch.Generator().manual_seed(derive_seed(seed, "problems", iteration))
     return [problems[i] for i in torch.randperm(len(problems), generator=g)[:n].tolist()]
 
 
