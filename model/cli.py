@@ -56,6 +56,19 @@ non_negative_float = _bounded(float, 0.0, inclusive=True)
 unit_float = _bounded(float, 0.0, inclusive=True, high=1.0)   # a probability-like coefficient in [0, 1]
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with each flag's default after its text, taken from the parser so it is
+    never typed twice. A flag whose help already says "(default" (preset-dependent
+    defaults, computed ones) and on/off switches are left as written. The description
+    and epilog keep their line breaks (they are the module docstrings)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help=f"on an input error, show the full traceback (also: {DEBUG_ENV}=1)")

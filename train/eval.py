@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_int, run_cli
+from model.cli import HelpFormatter, add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_int, run_cli
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.grading import is_equiv
@@ -97,7 +97,7 @@ def plot(summary: dict, path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.eval", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                formatter_class=HelpFormatter, epilog=__doc__)
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}'")
     p.add_argument("--data", default="arith", help="'arith' (the generator's test split) or a MATH, GSM8K or SFT-rows JSONL")
     p.add_argument("--limit", type=positive_int, default=200, help="problems to evaluate")
@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="greedy: cap on the response")
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
                    help="MCTS step sampling temperature (0: greedy steps)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the problems drawn from --data and of the MCTS step sampling")
     p.add_argument("--out", default=None, help="where eval.json and the plot go (default: next to the model)")
     p.add_argument("--json", action="store_true", help="print the summary as the last stdout line")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda if available, else cpu)")
     add_debug_flag(p)
     args = p.parse_args(argv)
     budgets = args.rollouts

@@ -42,6 +42,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -49,8 +50,8 @@ from torch import nn
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME
-from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
-                       positive_int, run_cli, unit_float)
+from model.cli import (HelpFormatter, add_debug_flag, check_writable_dir, non_negative_float, non_negative_int,
+                       positive_float, positive_int, run_cli, unit_float)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
@@ -62,6 +63,7 @@ from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_dis
 from train.metrics import MetricsLog
 from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
+from train.presets import apply_preset, preset_note
 from train.prompt_lengths import check_problem_prompts
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
@@ -87,46 +89,58 @@ PRESETS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.ppo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+                                formatter_class=HelpFormatter, epilog=__doc__)
+    preset = partial(preset_note, PRESETS)  # "(default: 5; preset tiny: 3)"
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="defaults for the flags that name a preset below")
     p.add_argument("--model", help=f"starting policy: a Hugging Face directory, '{EMBEDDED_NAME}' or 'tiny' "
-                   f"(default: {SFT_OUTPUT} if it exists, else the embedded model)")
-    p.add_argument("--data", help="'arith' (the generator's train split) or a MATH/GSM8K JSONL")
-    p.add_argument("--out", default="runs/ppo")
-    p.add_argument("--iterations", type=positive_int)
-    p.add_argument("--problems-per-iteration", type=positive_int, help="over all ranks")
-    p.add_argument("--rollouts", type=positive_int, help="MCTS rollouts a problem (paper: 16)")
-    p.add_argument("--depth", type=positive_int, help="most steps in a path (paper: 18)")
-    p.add_argument("--max-step-tokens", type=positive_int, help="cap on one step's tokens")
+                   f"(default: {SFT_OUTPUT} if it exists, else the embedded model) {preset('model')}")
+    p.add_argument("--data", help=f"'arith' (the generator's train split) or a MATH/GSM8K JSONL {preset('data')}")
+    p.add_argument("--out", default="runs/ppo", help="run directory (checkpoints, metrics, sample trees, export)")
+    p.add_argument("--iterations", type=positive_int,
+                   help=f"RL iterations: roll out, score, update {preset('iterations')}")
+    p.add_argument("--problems-per-iteration", type=positive_int,
+                   help=f"problems searched each iteration, over all ranks {preset('problems_per_iteration')}")
+    p.add_argument("--rollouts", type=positive_int, help=f"MCTS rollouts a problem (paper: 16) {preset('rollouts')}")
+    p.add_argument("--depth", type=positive_int, help=f"most steps in a path (paper: 18) {preset('depth')}")
+    p.add_argument("--max-step-tokens", type=positive_int,
+                   help=f"cap on one step's tokens {preset('max_step_tokens')}")
     p.add_argument("--temperature", type=positive_float, default=0.7,
                    help="step sampling temperature (> 0: the search samples step text, and the PPO ratio divides by it)")
     p.add_argument("--reward-fn", default="rftt.rewards:outcome_reward",
                    help="module:function taking (response text, gold answer) -> float (default: the paper's "
                         "outcome reward, 1 / 0.1 / 0)")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++",
+                   help="advantage estimator: reinforce++ (the paper's, no critic), gae (a value head), grpo "
+                        "(rewards normalised within each problem's samples)")
     p.add_argument("--kl", choices=KL_ESTIMATORS, default="k1", help="KL estimator (paper: k1)")
     p.add_argument("--beta", type=non_negative_float, default=0.01, help="KL coefficient (paper: 0.01)")
-    p.add_argument("--gamma", type=unit_float, default=1.0)
-    p.add_argument("--lam", type=unit_float, default=0.95, help="GAE λ")
-    p.add_argument("--clip-eps", type=positive_float, default=0.2)
-    p.add_argument("--value-clip", type=positive_float, default=0.2)
-    p.add_argument("--value-coef", type=non_negative_float, default=0.5)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--warmup-iterations", type=non_negative_int)
+    p.add_argument("--gamma", type=unit_float, default=1.0, help="discount of the per-token rewards (paper: 1)")
+    p.add_argument("--lam", type=unit_float, default=0.95, help="GAE λ (--estimator gae only)")
+    p.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO-clip ε of the policy ratio (paper: 0.2)")
+    p.add_argument("--value-clip", type=positive_float, default=0.2,
+                   help="clip of the critic's change from its old values (--estimator gae only)")
+    p.add_argument("--value-coef", type=non_negative_float, default=0.5,
+                   help="weight of the critic's loss (--estimator gae only)")
+    p.add_argument("--lr", type=positive_float, help=f"learning rate (paper: 5e-7 for 7B models) {preset('lr')}")
+    p.add_argument("--warmup-iterations", type=non_negative_int,
+                   help=f"iterations of linear warm-up, then constant {preset('warmup_iterations')}")
     p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each iteration's samples (paper: 1)")
-    p.add_argument("--mini-batches", type=positive_int, help="optimiser steps per PPO epoch")
-    p.add_argument("--micro-batch-size", type=positive_int, help="samples per forward pass")
-    p.add_argument("--grad-clip", type=positive_float, default=1.0)
-    p.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--mini-batches", type=positive_int, help=f"optimiser steps per PPO epoch {preset('mini_batches')}")
+    p.add_argument("--micro-batch-size", type=positive_int,
+                   help=f"samples per forward pass {preset('micro_batch_size')}")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clipped to this")
+    p.add_argument("--checkpoint-every", type=positive_int,
+                   help=f"iterations between checkpoints {preset('checkpoint_every')}")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the problems drawn, the rollouts' sampling, the mini-batch order and the tiny "
+                        "model's weights")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this iteration's checkpoint, as if killed (to test resuming)")
     add_debug_flag(p)
     args = p.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS)
     if args.model is None:
         args.model = str(SFT_OUTPUT) if (SFT_OUTPUT / "config.json").is_file() else EMBEDDED_NAME
     return args

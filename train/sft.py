@@ -47,14 +47,15 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
-                       positive_int, run_cli)
+from model.cli import (HelpFormatter, add_debug_flag, check_writable_dir, non_negative_float, non_negative_int,
+                       positive_float, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
@@ -63,6 +64,7 @@ from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop
 from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
 from train.model_io import export_pretrained, load_base_model
+from train.presets import apply_preset, preset_note
 from train.prompt_lengths import check_problem_prompts, check_sequence_lengths
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
@@ -82,19 +84,25 @@ PRESETS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="defaults for the flags below")
-    p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random)")
-    p.add_argument("--data", help="'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows")
+                                formatter_class=HelpFormatter, epilog=__doc__)
+    preset = partial(preset_note, PRESETS)  # "(default: 48; preset tiny: 16)"
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="defaults for the flags that name a preset below")
+    p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random) {preset('model')}")
+    p.add_argument("--data", help=f"'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows {preset('data')}")
     p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
                    "(default: the arith test split, or a held-out slice of --data's MATH/GSM8K file)")
     p.add_argument("--out", default="runs/sft", help="run directory (checkpoints, data, export, metrics)")
-    p.add_argument("--train-problems", type=positive_int, help="problems to search for SFT data")
-    p.add_argument("--eval-problems", type=positive_int, help="held-out problems for greedy accuracy")
-    p.add_argument("--rollouts", type=positive_int, help="search rollouts per problem (paper: 16)")
-    p.add_argument("--depth", type=positive_int, help="most steps in a searched path (paper: 15)")
-    p.add_argument("--max-step-tokens", type=positive_int, help="cap on a searched step's tokens (paper: 512)")
-    p.add_argument("--direct-answer-tokens", type=positive_int, help="cap on a searched direct answer (paper: 4096)")
+    p.add_argument("--train-problems", type=positive_int,
+                   help=f"problems to search for SFT data {preset('train_problems')}")
+    p.add_argument("--eval-problems", type=positive_int,
+                   help=f"held-out problems for greedy accuracy {preset('eval_problems')}")
+    p.add_argument("--rollouts", type=positive_int, help=f"search rollouts per problem (paper: 16) {preset('rollouts')}")
+    p.add_argument("--depth", type=positive_int, help=f"most steps in a searched path (paper: 15) {preset('depth')}")
+    p.add_argument("--max-step-tokens", type=positive_int,
+                   help=f"cap on a searched step's tokens (paper: 512) {preset('max_step_tokens')}")
+    p.add_argument("--direct-answer-tokens", type=positive_int,
+                   help=f"cap on a searched direct answer (paper: 4096) {preset('direct_answer_tokens')}")
     p.add_argument("--force-answer", action=argparse.BooleanOptionalAction, default=None,
                    help="search: after a direct answer without \\boxed{}, force 'So the answer is \\boxed{' "
                         "(not in the paper; a 135M model almost never boxes on its own; default on for the "
@@ -103,25 +111,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="add the worked solution (as steps) of every problem the search found no correct path "
                         "for (not in the paper; default on for the embedded default, where the search finds "
                         "a correct path for few problems)")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int, help="sequences per optimiser step, over all ranks")
-    p.add_argument("--micro-batch-size", type=positive_int, help="sequences per forward pass on one rank")
-    p.add_argument("--lr", type=positive_float, help="peak learning rate (paper: 7e-6 for 7B models)")
-    p.add_argument("--warmup-steps", type=non_negative_int)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.1)
-    p.add_argument("--grad-clip", type=positive_float, default=1.0)
-    p.add_argument("--eval-max-new-tokens", type=positive_int)
-    p.add_argument("--checkpoint-every", type=positive_int, help="optimiser steps between checkpoints")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--epochs", type=positive_int, help=f"passes over the SFT rows (paper: 10) {preset('epochs')}")
+    p.add_argument("--batch-size", type=positive_int,
+                   help=f"sequences per optimiser step, over all ranks {preset('batch_size')}")
+    p.add_argument("--micro-batch-size", type=positive_int,
+                   help=f"sequences per forward pass on one rank {preset('micro_batch_size')}")
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (paper: 7e-6 for 7B models) {preset('lr')}")
+    p.add_argument("--warmup-steps", type=non_negative_int,
+                   help=f"optimiser steps of linear warm-up before the cosine decay (paper: 10) {preset('warmup_steps')}")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                   help="AdamW weight decay of matrices; norms and biases get none (paper: 0.1)")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clipped to this")
+    p.add_argument("--eval-max-new-tokens", type=positive_int,
+                   help=f"cap on a held-out greedy answer {preset('eval_max_new_tokens')}")
+    p.add_argument("--checkpoint-every", type=positive_int,
+                   help=f"optimiser steps between checkpoints {preset('checkpoint_every')}")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the search, the problems drawn, the data order and the tiny model's weights")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     p.add_argument("--no-eval", action="store_true", help="skip greedy accuracy before and after")
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this optimiser step's checkpoint, as if killed (to test resuming)")
     add_debug_flag(p)
     args = p.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS)
     # The two crutches for a 135M model (see the module docstring): on for the embedded model.
     for name in ("force_answer", "reference_fallback"):
         if getattr(args, name) is None:

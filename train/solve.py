@@ -24,7 +24,7 @@ from collections import Counter
 import torch
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import add_debug_flag, non_negative_float, non_negative_int, positive_int, run_cli
+from model.cli import HelpFormatter, add_debug_flag, non_negative_float, non_negative_int, positive_int, run_cli
 from model.context import STEP_TAG_TOKENS, check_fits_context, search_path_tokens
 from rftt.grading import extract_answer, normalize_answer
 from rftt.prompts import solve_prompt_ids
@@ -52,20 +52,20 @@ def solve_mcts(model, tok, question: str, rollouts: int, max_step_tokens: int, d
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m train.solve", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--question", required=True, help="the problem to solve")
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}' (default)")
     p.add_argument("--rollouts", type=non_negative_int, default=0,
-                   help="0: greedy; N: functional-token MCTS with N rollouts (default: 0)")
+                   help="0: greedy; N: functional-token MCTS with N rollouts")
     p.add_argument("--max-new-tokens", type=positive_int, default=256,
-                   help="greedy: answer length; MCTS: cap per step (default: 256)")
-    p.add_argument("--depth", type=positive_int, default=8, help="MCTS: most steps in a path (default: 8)")
+                   help="greedy: answer length; MCTS: cap per step")
+    p.add_argument("--depth", type=positive_int, default=8, help="MCTS: most steps in a path")
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
-                   help="MCTS: step sampling temperature, 0 for greedy steps (default: 0.7)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="MCTS: seed of the step sampling (default: 0)")
+                   help="MCTS: step sampling temperature (0: greedy steps)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="MCTS: seed of the step sampling")
     p.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda if available)")
+                   help="cpu or cuda (default: cuda if available, else cpu)")
     add_debug_flag(p)
     args = p.parse_args(argv)
 
