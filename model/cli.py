@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 DEBUG_ENV = "RFTT_DEBUG"
 
 # The project's input errors (ConfigError, TokenizerError, WeightsError, DataError,
@@ -67,6 +69,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if "(default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """--device, resolved while parsing: cuda when torch sees a GPU, else cpu."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (default: cuda if available, else cpu)")
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:

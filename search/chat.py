@@ -17,7 +17,7 @@ import time
 import torch
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import HelpFormatter, add_debug_flag, positive_int, run_cli
+from model.cli import HelpFormatter, add_debug_flag, add_device_flag, positive_int, run_cli
 from model.context import check_fits_context
 
 from .engine import Engine
@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--system", default=None, help="optional system message")
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="cap on the answer's tokens")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="the weights' dtype in memory")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda if available, else cpu)")
+    add_device_flag(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
 

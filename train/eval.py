@@ -27,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import HelpFormatter, add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_int, run_cli
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
+                       non_negative_int, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.grading import is_equiv
@@ -112,8 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="seed of the problems drawn from --data and of the MCTS step sampling")
     p.add_argument("--out", default=None, help="where eval.json and the plot go (default: next to the model)")
     p.add_argument("--json", action="store_true", help="print the summary as the last stdout line")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda if available, else cpu)")
+    add_device_flag(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
     budgets = args.rollouts

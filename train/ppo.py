@@ -50,8 +50,8 @@ from torch import nn
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME
-from model.cli import (HelpFormatter, add_debug_flag, check_writable_dir, non_negative_float, non_negative_int,
-                       positive_float, positive_int, run_cli, unit_float)
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
+                       non_negative_int, positive_float, positive_int, run_cli, unit_float)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the problems drawn, the rollouts' sampling, the mini-batch order and the tiny "
                         "model's weights")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    add_device_flag(p)
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this iteration's checkpoint, as if killed (to test resuming)")
     add_debug_flag(p)
@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                     stats["approx_kl_old"] += s["approx_kl_old_sum"]
                     stats["entropy"] += float((ent.detach() * m).sum())
                     stats["trained_tokens"] += float(m.sum())
-                grad_norms.append(float(clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")))
+                norm = clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")
+                grad_norms.append(float(norm))
         scheduler.step()
         train_s = time.time() - train_t0
 

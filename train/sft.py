@@ -54,8 +54,8 @@ import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import (HelpFormatter, add_debug_flag, check_writable_dir, non_negative_float, non_negative_int,
-                       positive_float, positive_int, run_cli)
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
+                       non_negative_int, positive_float, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"problems to search for SFT data {preset('train_problems')}")
     p.add_argument("--eval-problems", type=positive_int,
                    help=f"held-out problems for greedy accuracy {preset('eval_problems')}")
-    p.add_argument("--rollouts", type=positive_int, help=f"search rollouts per problem (paper: 16) {preset('rollouts')}")
+    p.add_argument("--rollouts", type=positive_int,
+                   help=f"search rollouts per problem (paper: 16) {preset('rollouts')}")
     p.add_argument("--depth", type=positive_int, help=f"most steps in a searched path (paper: 15) {preset('depth')}")
     p.add_argument("--max-step-tokens", type=positive_int,
                    help=f"cap on a searched step's tokens (paper: 512) {preset('max_step_tokens')}")
@@ -118,7 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"sequences per forward pass on one rank {preset('micro_batch_size')}")
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (paper: 7e-6 for 7B models) {preset('lr')}")
     p.add_argument("--warmup-steps", type=non_negative_int,
-                   help=f"optimiser steps of linear warm-up before the cosine decay (paper: 10) {preset('warmup_steps')}")
+                   help=f"optimiser steps of linear warm-up, then cosine decay (paper: 10) {preset('warmup_steps')}")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.1,
                    help="AdamW weight decay of matrices; norms and biases get none (paper: 0.1)")
     p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clipped to this")
@@ -128,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"optimiser steps between checkpoints {preset('checkpoint_every')}")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the search, the problems drawn, the data order and the tiny model's weights")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    add_device_flag(p)
     p.add_argument("--no-eval", action="store_true", help="skip greedy accuracy before and after")
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this optimiser step's checkpoint, as if killed (to test resuming)")

@@ -24,7 +24,8 @@ from collections import Counter
 import torch
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import HelpFormatter, add_debug_flag, non_negative_float, non_negative_int, positive_int, run_cli
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, non_negative_float, non_negative_int,
+                       positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, check_fits_context, search_path_tokens
 from rftt.grading import extract_answer, normalize_answer
 from rftt.prompts import solve_prompt_ids
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="MCTS: step sampling temperature (0: greedy steps)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="MCTS: seed of the step sampling")
     p.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda if available, else cpu)")
+    add_device_flag(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
 
