@@ -42,7 +42,6 @@ import json
 import math
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -63,7 +62,7 @@ from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_dis
 from train.metrics import MetricsLog
 from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
-from train.presets import apply_preset, preset_note
+from train.presets import add_preset_flag, apply_preset
 from train.prompt_lengths import check_problem_prompts
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
@@ -90,9 +89,7 @@ PRESETS = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.ppo", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, epilog=__doc__)
-    preset = partial(preset_note, PRESETS)  # "(default: 5; preset tiny: 3)"
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="defaults for the flags that name a preset below")
+    preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
     p.add_argument("--model", help=f"starting policy: a Hugging Face directory, '{EMBEDDED_NAME}' or 'tiny' "
                    f"(default: {SFT_OUTPUT} if it exists, else the embedded model) {preset('model')}")
     p.add_argument("--data", help=f"'arith' (the generator's train split) or a MATH/GSM8K JSONL {preset('data')}")

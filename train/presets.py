@@ -5,6 +5,8 @@ same dictionary so the two never disagree."""
 from __future__ import annotations
 
 import argparse
+from functools import partial
+from typing import Callable
 
 
 def preset_note(presets: dict[str, dict], key: str) -> str:
@@ -22,3 +24,11 @@ def apply_preset(args: argparse.Namespace, presets: dict[str, dict]) -> None:
     for key, value in presets[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+
+
+def add_preset_flag(parser: argparse.ArgumentParser, presets: dict[str, dict]) -> Callable[[str], str]:
+    """Adds --preset; returns preset_note bound to `presets`, for the help text of the
+    flags a preset sets: preset("epochs") -> "(default: 3; preset tiny: 2)"."""
+    parser.add_argument("--preset", choices=sorted(presets), default="default",
+                        help="defaults for the flags that name a preset below")
+    return partial(preset_note, presets)

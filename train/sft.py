@@ -47,7 +47,6 @@ import json
 import math
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,7 +63,7 @@ from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop
 from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
 from train.model_io import export_pretrained, load_base_model
-from train.presets import apply_preset, preset_note
+from train.presets import add_preset_flag, apply_preset
 from train.prompt_lengths import check_problem_prompts, check_sequence_lengths
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
@@ -85,9 +84,7 @@ PRESETS = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, epilog=__doc__)
-    preset = partial(preset_note, PRESETS)  # "(default: 48; preset tiny: 16)"
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="defaults for the flags that name a preset below")
+    preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
     p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random) {preset('model')}")
     p.add_argument("--data", help=f"'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows {preset('data')}")
     p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
