@@ -364,6 +364,10 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             **stats,
         })
         n, tokens, trained = (max(1.0, total[k]) for k in ("samples", "response_tokens", "trained_tokens"))
+        # The iteration's gradient norm, not its last mini-batch's: the root mean square
+        # of every step's norm before clipping (what --grad-clip compares against), so
+        # each step counts the same and one exploding step still shows.
+        grad_norm = math.sqrt(sum(x * x for x in grad_norms) / len(grad_norms))
         row = {
             "step": iteration + 1, "reward": total["reward"] / n, "accuracy": total["correct"] / n,
             "samples": int(total["samples"]), "kl": total["kl"] / tokens, "entropy": total["entropy"] / trained,
@@ -371,10 +375,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             "response_length": tokens / n, "functions": function_counts(samples),
             "rollout_tokens_per_s": round(total["rollout_tokens"] / max(rollout_s, 1e-9), 1),
             "train_tokens_per_s": round(total["trained_tokens"] / max(train_s, 1e-9), 1),
-            # Over the iteration's optimiser steps, not the last one's: the root mean
-            # square of their norms before clipping (what --grad-clip compares against),
-            # so every step counts the same and one exploding step still shows.
-            "lr": scheduler.get_last_lr()[0], "grad_norm": math.sqrt(sum(x * x for x in grad_norms) / len(grad_norms)),
+            "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
         }
         metrics.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
