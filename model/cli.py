@@ -1,10 +1,10 @@
 """Command-line plumbing shared by every entry point (train.sft, train.ppo, train.eval,
-search.solve, model.chat): numeric flag types that reject bad values while argparse
+train.solve, search.chat): numeric flag types that reject bad values while argparse
 parses (so before any model is loaded), a check that an output directory can be
 written before the work that fills it, and one-line errors instead of tracebacks.
 
-It lives in model/ because model.chat is an entry point and imports run
-train -> rftt -> search -> model: everything above can import it from here.
+It lives in model/ because imports run train -> rftt -> search -> model: every entry
+point, whichever package it is in, can import it from here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+import torch
 
 DEBUG_ENV = "RFTT_DEBUG"
 
@@ -54,6 +56,25 @@ non_negative_int = _bounded(int, 0, inclusive=True)
 positive_float = _bounded(float, 0.0, inclusive=False)
 non_negative_float = _bounded(float, 0.0, inclusive=True)
 unit_float = _bounded(float, 0.0, inclusive=True, high=1.0)   # a probability-like coefficient in [0, 1]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with each flag's default after its text, taken from the parser so it is
+    never typed twice. A flag whose help already says "(default" (preset-dependent
+    defaults, computed ones) and on/off switches are left as written. The description
+    and epilog keep their line breaks (they are the module docstrings)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """--device, resolved while parsing: cuda when torch sees a GPU, else cpu."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (default: cuda if available, else cpu)")
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:

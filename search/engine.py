@@ -65,6 +65,16 @@ class Engine:
         self.tokens_computed = 0  # tokens run through the model: what sharing saves
         self.cascade_steps = 0  # decode steps that read shared nodes once (cascade kernel)
 
+    @classmethod
+    def for_search(cls, model: Transformer, prompt_tokens: int, branches: int, branch_tokens: int,
+                   **kwargs) -> Engine:
+        """An engine whose pool holds a whole search at once: `prompt_tokens` of prompts
+        (all of them together) and `branches` paths that each add up to `branch_tokens`
+        tokens. Greedy decoding is one branch a prompt; an MCTS rollout adds at most one
+        path (a step a tree level), and forks share their prefix, so a search of R
+        rollouts a problem over P problems needs no more than P·R branches."""
+        return cls(model, num_slots=max(1, prompt_tokens + branches * branch_tokens), **kwargs)
+
     # ---- one forward over the pool -----------------------------------------------------
     def _run(self, tokens, positions, batch: AttentionBatch, last_index) -> torch.Tensor:
         d = self.device

@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from model import WeightsError, load_model
-from model.chat import main as chat_main
 from model.cli import check_writable_dir, run_cli
 from model.context import ContextLengthError
 from rftt.data import MAX_LINE_BYTES, DataError, file_format, generate_arithmetic, load_problems
 from rftt.sft_data import read_sft_jsonl, write_jsonl
 from rftt.solution_steps import reference_rows
-from search.solve import main as solve_main
+from search.chat import main as chat_main
 from tests.tiny_models import write_checkpoint
 from train import eval as eval_cli
 from train import ppo, sft
@@ -27,6 +26,7 @@ from train.checkpoint import CheckpointError, find_latest, load_checkpoint, save
 from train.distributed import init_distributed
 from train.prompt_lengths import check_sequence_lengths
 from train.sequences import Sequence
+from train.solve import main as solve_main
 
 REPO = Path(__file__).resolve().parents[1]
 NO_MODEL = "/nonexistent/model"  # loading it would fail: reaching it means the check came too late

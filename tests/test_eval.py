@@ -6,7 +6,8 @@ import pytest
 
 from rftt.tokens import add_functional_tokens
 from tests.tiny_models import write_checkpoint
-from train.eval import main, majority_answer
+from train.eval import main
+from train.inference_search import majority_answer
 
 
 def test_majority_vote_normalises_and_breaks_ties_by_first_seen():

@@ -1,6 +1,4 @@
-"""Functional-token MCTS over the engine, and `python -m search.solve`."""
-
-import json
+"""Functional-token MCTS over the engine."""
 
 import pytest
 import torch
@@ -12,7 +10,6 @@ from rftt.tokens import add_functional_tokens, open_tag
 from search.engine import Engine
 from search.mcts import search
 from search.sampling import SamplingParams
-from search.solve import main as solve_main
 from tests.tiny_models import write_checkpoint
 
 
@@ -75,12 +72,3 @@ def test_env_refuses_a_tokenizer_without_functional_tokens(tmp_path):
     model, tok = load_model(tmp_path / "plain")
     with pytest.raises(ValueError, match="add_functional_tokens"):
         FunctionalTokenEnv(Engine(model, num_slots=64), tok, SamplingParams())
-
-
-@pytest.mark.parametrize("extra", [[], ["--rollouts", "2", "--depth", "2"]])
-def test_solve_cli_json(tiny, capsys, extra):
-    _, _, path = tiny
-    solve_main(["--question", "What is 2 + 3?", "--model", str(path), "--max-new-tokens", "8", "--json"] + extra)
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    out = json.loads(last)
-    assert set(out) >= {"text", "answer"} and isinstance(out["text"], str)

@@ -16,8 +16,9 @@ from rftt.data import generate_arithmetic
 from rftt.prompts import solve_prompt_ids
 from rftt.solution_steps import reference_rows, solution_steps
 from rftt.steps import RL_TRANSITIONS, ROOT, parse_steps
+from train.model_io import load_base_model
 from train.sequences import Sequence, collate, encode_sft_example
-from train.sft import load_base_model, train_step
+from train.sft import train_step
 
 REPO = Path(__file__).resolve().parents[1]
 # A small run: 8 reference rows, batch 4, 2 epochs -> 4 optimiser steps, a checkpoint every 2.

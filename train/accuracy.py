@@ -8,7 +8,6 @@ with functional tokens ends there).
 
 from __future__ import annotations
 
-import torch
 from tqdm import tqdm
 
 from rftt.data import Problem
@@ -16,7 +15,7 @@ from rftt.grading import extract_answer, is_equiv
 from rftt.prompts import solve_prompt_ids
 from rftt.tokens import close_tag
 from search.engine import Engine
-from search.sampling import SamplingParams
+from search.greedy import greedy_decode
 
 
 def stop_ids(tokenizer) -> set[int]:
@@ -24,19 +23,14 @@ def stop_ids(tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-@torch.inference_mode()
 def greedy_responses(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 64,
                      progress: bool = True, desc: str = "greedy") -> list[str]:
-    stops, eos = stop_ids(tokenizer), tokenizer.eos_token_id
     texts: list[str] = []
     bar = tqdm(total=len(questions), desc=desc, unit="problem", disable=not progress)
     for start in range(0, len(questions), batch_size):
         prompts = [solve_prompt_ids(tokenizer, q) for q in questions[start:start + batch_size]]
-        engine = Engine(model, num_slots=sum(len(p) for p in prompts) + len(prompts) * max_new_tokens + 16)
-        branches = engine.prefill(prompts, seeds=list(range(len(prompts))))
-        engine.decode(branches, SamplingParams(temperature=0), max_new_tokens, stops)
-        for b in branches:
-            ids = b.generated[:-1] if b.generated and b.generated[-1] == eos else b.generated
+        engine = Engine.for_search(model, sum(len(p) for p in prompts), len(prompts), max_new_tokens)
+        for ids in greedy_decode(engine, prompts, max_new_tokens, stop_ids(tokenizer), tokenizer.eos_token_id):
             texts.append(tokenizer.decode(ids))
         bar.update(len(prompts))
     bar.close()

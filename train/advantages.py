@@ -107,3 +107,25 @@ def grpo(final_reward: torch.Tensor, group: torch.Tensor, mask: torch.Tensor, ep
         std = r.std() if r.numel() > 1 else torch.zeros((), device=r.device)
         normalised[members] = (r - r.mean()) / (std + eps)
     return normalised[:, None] * mask
+
+
+def advantages(estimator: str, final_reward: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, *, beta: float,
+               gamma: float = 1.0, lam: float = 0.95, values: torch.Tensor | None = None,
+               groups: torch.Tensor | None = None, reduce=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(advantages [B, T], the critic's targets [B, T] or None) by the named estimator.
+    final_reward: [B]; kl, mask, values: [B, T]; groups: int64[B], each sample's problem
+    (GRPO); `reduce` sums over ranks (whitening over the whole batch). GRPO's KL is not a
+    reward (see kl_in_loss)."""
+    if estimator == "reinforce++":  # the paper's
+        return reinforce_plus_plus(token_rewards(final_reward, kl, mask, beta), mask, gamma, reduce=reduce), None
+    if estimator == "gae":
+        adv, returns = gae(token_rewards(final_reward, kl, mask, beta), values, mask, gamma, lam)
+        return whiten(adv, mask, reduce=reduce), returns
+    if estimator == "grpo":  # a problem's samples all live on one rank: groups are local
+        return grpo(final_reward, groups, mask), None
+    raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
+
+
+def kl_in_loss(estimator: str) -> bool:
+    """GRPO adds β·k3 to the loss; the others put -β·KL into the per-token reward."""
+    return estimator == "grpo"

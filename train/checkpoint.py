@@ -24,6 +24,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from .distributed import DistInfo, barrier
+from .distributed import DistInfo, barrier, shutdown
 
 _PREFIX = "step_"
 
@@ -159,6 +160,15 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
     barrier()
     return final
+
+
+def stop_as_if_killed() -> NoReturn:
+    """`--stop-after`: end the run right after a checkpoint, as a kill would (nothing after
+    the checkpoint runs), with exit code 3 so a test can tell it from a crash. SystemExit
+    rather than os._exit: a test can catch it in-process, and the process group is shut
+    down first so the other ranks end cleanly too."""
+    shutdown()
+    raise SystemExit(3)
 
 
 def _aside(path: Path) -> Path:

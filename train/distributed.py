@@ -97,6 +97,13 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def sum_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Each named value summed over ranks, in one collective (every rank passes the same
+    names in the same order)."""
+    totals = all_reduce_sum(torch.tensor([float(v) for v in values.values()], dtype=torch.float64))
+    return dict(zip(values, totals.tolist()))
+
+
 def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     if dist.is_initialized():

@@ -20,35 +20,23 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from model import EMBEDDED_NAME, load_model
-from model.cli import add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_int, run_cli
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
+                       non_negative_int, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
-from rftt.functional_search import FunctionalTokenEnv
-from rftt.grading import extract_answer, is_equiv, normalize_answer
-from rftt.prompts import solve_prompt_ids
+from rftt.grading import is_equiv
 from rftt.tokens import add_functional_tokens
-from search.engine import Engine
-from search.mcts import TreeNode, rollout
-from search.sampling import SamplingParams
+from search.mcts import rollout
 from train.accuracy import greedy_accuracy
+from train.inference_search import leaf_answers, majority_answer, start_search
 from train.prompt_lengths import check_problem_prompts
-
-
-def majority_answer(answers: list[str | None]) -> str | None:
-    """The most common answer (by normalised form); ties go to the one seen first."""
-    seen = [a for a in answers if a is not None]
-    if not seen:
-        return None
-    counts = Counter(normalize_answer(a) for a in seen)
-    best = max(counts.values())
-    return next(a for a in seen if counts[normalize_answer(a)] == best)
 
 
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
@@ -59,16 +47,14 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
     bar = tqdm(total=len(problems) * most, desc="mcts", unit="rollout")
     for start in range(0, len(problems), batch_size):
         chunk = problems[start:start + batch_size]
-        engine = Engine(model, num_slots=len(chunk) * (300 + most * depth * (max_step_tokens + 8)))
-        env = FunctionalTokenEnv(engine, tok, SamplingParams(temperature=temperature), max_step_tokens,
-                                 golds=None, seed=seed + start)
-        roots: list[TreeNode] = env.roots([solve_prompt_ids(tok, p.question) for p in chunk])
+        env, roots = start_search(model, tok, [p.question for p in chunk], rollouts=most, depth=depth,
+                                  max_step_tokens=max_step_tokens, temperature=temperature, seed=seed + start)
         for k in range(1, most + 1):
             rollout(roots, env, max_depth=depth)
             bar.update(len(chunk))
             if k in votes:
                 for root in roots:
-                    votes[k].append(majority_answer([extract_answer(env.text(leaf)) for leaf in root.leaves()]))
+                    votes[k].append(majority_answer([a for _, a in leaf_answers(env, root)]))
     bar.close()
     return votes
 
@@ -112,7 +98,7 @@ def plot(summary: dict, path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.eval", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                formatter_class=HelpFormatter, epilog=__doc__)
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}'")
     p.add_argument("--data", default="arith", help="'arith' (the generator's test split) or a MATH, GSM8K or SFT-rows JSONL")
     p.add_argument("--limit", type=positive_int, default=200, help="problems to evaluate")
@@ -123,10 +109,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="greedy: cap on the response")
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
                    help="MCTS step sampling temperature (0: greedy steps)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the problems drawn from --data and of the MCTS step sampling")
     p.add_argument("--out", default=None, help="where eval.json and the plot go (default: next to the model)")
     p.add_argument("--json", action="store_true", help="print the summary as the last stdout line")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_flag(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
     budgets = args.rollouts

@@ -39,32 +39,36 @@ import argparse
 import copy
 import importlib
 import json
+import math
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, random_model, save_pretrained
-from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
-                       positive_int, run_cli, unit_float)
+from model import EMBEDDED_NAME
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
+                       non_negative_int, positive_float, positive_int, run_cli, unit_float)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
 from search.engine import Engine
-from train.advantages import ESTIMATORS, KL_ESTIMATORS, gae, grpo, kl_estimate, reinforce_plus_plus, token_rewards, whiten
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
-from train.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown
+from train.advantages import ESTIMATORS, KL_ESTIMATORS, advantages, kl_estimate, kl_in_loss
+from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
+from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown,
+                               sum_over_ranks)
 from train.metrics import MetricsLog
+from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
+from train.presets import add_preset_flag, apply_preset
 from train.prompt_lengths import check_problem_prompts
 from train.rollouts import Sample, collect_rollouts, function_counts
 from train.schedule import make_scheduler
+from train.seeds import derive_seed
 from train.sequences import Sequence, collate
-from train.sft import load_base_model
+from train.step import autocast, clip_and_step
 
 SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by default
 
@@ -84,46 +88,56 @@ PRESETS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.ppo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+                                formatter_class=HelpFormatter, epilog=__doc__)
+    preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
     p.add_argument("--model", help=f"starting policy: a Hugging Face directory, '{EMBEDDED_NAME}' or 'tiny' "
-                   f"(default: {SFT_OUTPUT} if it exists, else the embedded model)")
-    p.add_argument("--data", help="'arith' (the generator's train split) or a MATH/GSM8K JSONL")
-    p.add_argument("--out", default="runs/ppo")
-    p.add_argument("--iterations", type=positive_int)
-    p.add_argument("--problems-per-iteration", type=positive_int, help="over all ranks")
-    p.add_argument("--rollouts", type=positive_int, help="MCTS rollouts a problem (paper: 16)")
-    p.add_argument("--depth", type=positive_int, help="most steps in a path (paper: 18)")
-    p.add_argument("--max-step-tokens", type=positive_int, help="cap on one step's tokens")
+                   f"(default: {SFT_OUTPUT} if it exists, else the embedded model) {preset('model')}")
+    p.add_argument("--data", help=f"'arith' (the generator's train split) or a MATH/GSM8K JSONL {preset('data')}")
+    p.add_argument("--out", default="runs/ppo", help="run directory (checkpoints, metrics, sample trees, export)")
+    p.add_argument("--iterations", type=positive_int,
+                   help=f"RL iterations: roll out, score, update {preset('iterations')}")
+    p.add_argument("--problems-per-iteration", type=positive_int,
+                   help=f"problems searched each iteration, over all ranks {preset('problems_per_iteration')}")
+    p.add_argument("--rollouts", type=positive_int, help=f"MCTS rollouts a problem (paper: 16) {preset('rollouts')}")
+    p.add_argument("--depth", type=positive_int, help=f"most steps in a path (paper: 18) {preset('depth')}")
+    p.add_argument("--max-step-tokens", type=positive_int,
+                   help=f"cap on one step's tokens {preset('max_step_tokens')}")
     p.add_argument("--temperature", type=positive_float, default=0.7,
                    help="step sampling temperature (> 0: the search samples step text, and the PPO ratio divides by it)")
     p.add_argument("--reward-fn", default="rftt.rewards:outcome_reward",
                    help="module:function taking (response text, gold answer) -> float (default: the paper's "
                         "outcome reward, 1 / 0.1 / 0)")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce++",
+                   help="advantage estimator: reinforce++ (the paper's, no critic), gae (a value head), grpo "
+                        "(rewards normalised within each problem's samples)")
     p.add_argument("--kl", choices=KL_ESTIMATORS, default="k1", help="KL estimator (paper: k1)")
     p.add_argument("--beta", type=non_negative_float, default=0.01, help="KL coefficient (paper: 0.01)")
-    p.add_argument("--gamma", type=unit_float, default=1.0)
-    p.add_argument("--lam", type=unit_float, default=0.95, help="GAE λ")
-    p.add_argument("--clip-eps", type=positive_float, default=0.2)
-    p.add_argument("--value-clip", type=positive_float, default=0.2)
-    p.add_argument("--value-coef", type=non_negative_float, default=0.5)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--warmup-iterations", type=non_negative_int)
+    p.add_argument("--gamma", type=unit_float, default=1.0, help="discount of the per-token rewards (paper: 1)")
+    p.add_argument("--lam", type=unit_float, default=0.95, help="GAE λ (--estimator gae only)")
+    p.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO-clip ε of the policy ratio (paper: 0.2)")
+    p.add_argument("--value-clip", type=positive_float, default=0.2,
+                   help="clip of the critic's change from its old values (--estimator gae only)")
+    p.add_argument("--value-coef", type=non_negative_float, default=0.5,
+                   help="weight of the critic's loss (--estimator gae only)")
+    p.add_argument("--lr", type=positive_float, help=f"learning rate (paper: 5e-7 for 7B models) {preset('lr')}")
+    p.add_argument("--warmup-iterations", type=non_negative_int,
+                   help=f"iterations of linear warm-up, then constant {preset('warmup_iterations')}")
     p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each iteration's samples (paper: 1)")
-    p.add_argument("--mini-batches", type=positive_int, help="optimiser steps per PPO epoch")
-    p.add_argument("--micro-batch-size", type=positive_int, help="samples per forward pass")
-    p.add_argument("--grad-clip", type=positive_float, default=1.0)
-    p.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--mini-batches", type=positive_int, help=f"optimiser steps per PPO epoch {preset('mini_batches')}")
+    p.add_argument("--micro-batch-size", type=positive_int,
+                   help=f"samples per forward pass {preset('micro_batch_size')}")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clipped to this")
+    p.add_argument("--checkpoint-every", type=positive_int,
+                   help=f"iterations between checkpoints {preset('checkpoint_every')}")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the problems drawn, the rollouts' sampling, the mini-batch order and the tiny "
+                        "model's weights")
+    add_device_flag(p)
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this iteration's checkpoint, as if killed (to test resuming)")
     add_debug_flag(p)
     args = p.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS)
     if args.model is None:
         args.model = str(SFT_OUTPUT) if (SFT_OUTPUT / "config.json").is_file() else EMBEDDED_NAME
     return args
@@ -182,8 +196,7 @@ def forward_batch(model, samples: list[Sample], idx: list[int], pad_id: int, tem
     seqs = [samples[i].sequence for i in idx] or [Sequence([pad_id, pad_id], 1)]
     batch = collate(seqs, pad_id).to(device)
     mask = batch.loss_mask.float() * (1.0 if idx else 0.0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    with autocast:
+    with autocast(device):
         logprobs, entropy, values = model(batch.inputs, batch.targets, temperature)
     return logprobs, entropy, values, mask
 
@@ -194,6 +207,13 @@ def padded(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     for i, r in enumerate(rows):
         out[i, :r.numel()] = r
     return out
+
+
+def rows(table: torch.Tensor, idx: list[int], like: torch.Tensor) -> torch.Tensor:
+    """The rows `idx` of a per-sample table [N, T], cut to the micro-batch's width and
+    moved to its device: [len(idx), like.shape[1]]; zeros like `like` for an empty
+    (padding) micro-batch."""
+    return table[idx, :like.shape[1]].to(like.device) if idx else torch.zeros_like(like)
 
 
 # ------------------------------------------------------------------------------- main
@@ -236,8 +256,10 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     reference = shard_model(reference, info, blocks=reference.policy.layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
-    check_problem_prompts(problems, tok, policy.config, search_path_tokens(args.depth, args.max_step_tokens),
-                          f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + {STEP_TAG_TOKENS} tag tokens)")
+    path_tokens = search_path_tokens(args.depth, args.max_step_tokens)
+    longest_prompt = check_problem_prompts(problems, tok, policy.config, path_tokens,
+                                           f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
+                                           f"{STEP_TAG_TOKENS} tag tokens)")
 
     start = 0
     latest = find_latest(out)
@@ -248,9 +270,12 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         if info.is_main:
             print(f"resuming from {latest} (iteration {start} of {args.iterations})", file=sys.stderr)
     if info.distributed:
-        _sync_rollout_model(model, rollout_model)
+        rollout_model.load_state_dict(full_weights(model, "policy"))  # the gathered policy
     metrics = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, resume_step=start)
-    engine = Engine(rollout_model, num_slots=_pool_slots(args))
+    # One engine for the whole run: each iteration's trees (this rank's problems, every
+    # rollout of each) fit at once; bump_weight_version empties it between iterations.
+    mine_most = -(-args.problems_per_iteration // info.world_size)
+    engine = Engine.for_search(rollout_model, mine_most * longest_prompt, mine_most * args.rollouts, path_tokens)
     summary = {}
 
     bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations, desc="ppo", unit="iter",
@@ -267,7 +292,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         with torch.inference_mode():
             samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
                                               max_step_tokens=args.max_step_tokens, temperature=args.temperature,
-                                              seed=args.seed * 1_000_003 + iteration * 101 + info.rank,
+                                              seed=derive_seed(args.seed, "rollouts", iteration, info.rank),
                                               progress=info.is_main, reward_fn=reward_fn)
         rollout_s = time.time() - t0
         rollout_tokens = engine.tokens_computed - computed_before
@@ -290,22 +315,18 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         old_values = padded(old_values, width)
         final_reward = torch.tensor([s.reward for s in samples], dtype=torch.float32)
 
-        # 5. Per-token rewards and advantages.
+        # 5. Per-token rewards and advantages: REINFORCE++ (r_t = -β·KL_t, the outcome
+        # reward at the last token, returns whitened over every rank's tokens) unless
+        # --estimator picks GAE or GRPO. `returns` are the critic's targets (GAE only).
         kl = kl_estimate(old_logp, ref_logp, args.kl) * mask
-        returns = None
-        if args.estimator == "reinforce++":
-            advantages = reinforce_plus_plus(token_rewards(final_reward, kl, mask, args.beta), mask, args.gamma,
-                                             reduce=all_reduce_sum)
-        elif args.estimator == "gae":
-            advantages, returns = gae(token_rewards(final_reward, kl, mask, args.beta), old_values, mask,
-                                      args.gamma, args.lam)
-            advantages = whiten(advantages, mask, reduce=all_reduce_sum)
-        else:  # grpo: all of a problem's samples live on one rank, so groups are local
-            advantages = grpo(final_reward, torch.tensor([s.problem for s in samples]), mask)
+        adv, returns = advantages(args.estimator, final_reward, kl, mask, beta=args.beta, gamma=args.gamma,
+                                  lam=args.lam, values=old_values, groups=torch.tensor([s.problem for s in samples]),
+                                  reduce=all_reduce_sum)
 
         # 6. PPO-clip updates: mini-batches of this iteration's samples, micro-batched.
-        stats = {"clipped_tokens": 0.0, "approx_kl_old_sum": 0.0, "entropy_sum": 0.0, "tokens": 0.0}
-        g = torch.Generator().manual_seed(args.seed * 7919 + iteration)
+        stats = {"clipped_tokens": 0.0, "approx_kl_old": 0.0, "entropy": 0.0, "trained_tokens": 0.0}  # sums
+        g = torch.Generator().manual_seed(derive_seed(args.seed, "mini-batches", iteration))
+        grad_norms = []  # each optimiser step's norm before clipping
         train_t0 = time.time()
         for _ in range(args.ppo_epochs):
             shuffled = torch.randperm(len(samples), generator=g).tolist()
@@ -313,51 +334,48 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                 total_tokens = float(all_reduce_sum(mask[mini].sum() if mini else torch.zeros(())).clamp(min=1.0))
                 for idx in micro_batches(mini, args.micro_batch_size):
                     lp, ent, v, m = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
-                    w = lp.shape[1]
-                    sel = lambda t: t[idx, :w].to(device) if idx else torch.zeros_like(lp)  # noqa: E731
-                    loss, s = policy_loss(lp, sel(old_logp), sel(advantages), m, total_tokens, args.clip_eps)
+                    loss, s = policy_loss(lp, rows(old_logp, idx, lp), rows(adv, idx, lp), m, total_tokens,
+                                          args.clip_eps)
                     if returns is not None:
-                        loss = loss + args.value_coef * value_loss(v, sel(old_values), sel(returns), m, total_tokens,
-                                                                   args.value_clip)
-                    if args.estimator == "grpo":  # KL as a loss term (k3), not a reward
-                        k3 = kl_estimate(lp, sel(ref_logp), "k3")
+                        loss = loss + args.value_coef * value_loss(v, rows(old_values, idx, lp), rows(returns, idx, lp),
+                                                                   m, total_tokens, args.value_clip)
+                    if kl_in_loss(args.estimator):
+                        k3 = kl_estimate(lp, rows(ref_logp, idx, lp), "k3")
                         loss = loss + args.beta * (k3 * m).sum() / total_tokens
                     (loss * info.world_size).backward()  # FSDP averages over ranks: undo it
                     stats["clipped_tokens"] += s["clipped_tokens"]
-                    stats["approx_kl_old_sum"] += s["approx_kl_old_sum"]
-                    stats["entropy_sum"] += float((ent.detach() * m).sum())
-                    stats["tokens"] += float(m.sum())
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-                if torch.isfinite(grad_norm):
-                    optimizer.step()
-                else:
-                    print(f"warning: non-finite gradient norm at iteration {iteration}; step skipped", file=sys.stderr)
-                optimizer.zero_grad(set_to_none=True)
+                    stats["approx_kl_old"] += s["approx_kl_old_sum"]
+                    stats["entropy"] += float((ent.detach() * m).sum())
+                    stats["trained_tokens"] += float(m.sum())
+                norm = clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")
+                grad_norms.append(float(norm))
         scheduler.step()
         train_s = time.time() - train_t0
 
         # 7. New weights: the cached KV is stale. Drop it (and refresh the rollout copy).
         engine.tree.bump_weight_version()
         if info.distributed:
-            _sync_rollout_model(model, rollout_model)
+            rollout_model.load_state_dict(full_weights(model, "policy"))  # the gathered policy
 
         # 8. Log, write sample trees, checkpoint.
-        totals = all_reduce_sum(torch.tensor([
-            float(final_reward.sum()), float(len(samples)), float((final_reward == 1.0).sum()),
-            float((kl * mask).sum()), float(mask.sum()), stats["entropy_sum"], stats["clipped_tokens"],
-            stats["tokens"], float(rollout_tokens), stats["approx_kl_old_sum"],
-        ]))
-        n, tokens = max(1.0, float(totals[1])), max(1.0, float(totals[4]))
+        total = sum_over_ranks({
+            "reward": final_reward.sum(), "samples": len(samples), "correct": (final_reward == 1.0).sum(),
+            "kl": (kl * mask).sum(), "response_tokens": mask.sum(), "rollout_tokens": rollout_tokens,
+            **stats,
+        })
+        n, tokens, trained = (max(1.0, total[k]) for k in ("samples", "response_tokens", "trained_tokens"))
+        # The iteration's gradient norm, not its last mini-batch's: the root mean square
+        # of every step's norm before clipping (what --grad-clip compares against), so
+        # each step counts the same and one exploding step still shows.
+        grad_norm = math.sqrt(sum(x * x for x in grad_norms) / len(grad_norms))
         row = {
-            "step": iteration + 1, "reward": float(totals[0]) / n, "accuracy": float(totals[2]) / n,
-            "samples": int(totals[1]), "kl": float(totals[3]) / tokens, "entropy": float(totals[5]) / max(1.0, float(totals[7])),
-            "clip_fraction": float(totals[6]) / max(1.0, float(totals[7])),
-            "approx_kl_old": float(totals[9]) / max(1.0, float(totals[7])),
+            "step": iteration + 1, "reward": total["reward"] / n, "accuracy": total["correct"] / n,
+            "samples": int(total["samples"]), "kl": total["kl"] / tokens, "entropy": total["entropy"] / trained,
+            "clip_fraction": total["clipped_tokens"] / trained, "approx_kl_old": total["approx_kl_old"] / trained,
             "response_length": tokens / n, "functions": function_counts(samples),
-            "rollout_tokens_per_s": round(float(totals[8]) / max(rollout_s, 1e-9), 1),
-            "train_tokens_per_s": round(float(totals[7]) / max(train_s, 1e-9), 1),
-            "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+            "rollout_tokens_per_s": round(total["rollout_tokens"] / max(rollout_s, 1e-9), 1),
+            "train_tokens_per_s": round(total["trained_tokens"] / max(train_s, 1e-9), 1),
+            "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
         }
         metrics.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
@@ -368,12 +386,11 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             save_checkpoint(out, iteration + 1, model, optimizer, {"scheduler": scheduler.state_dict()}, info)
             if args.stop_after is not None and iteration + 1 >= args.stop_after:
                 bar.close()
-                shutdown()
-                raise SystemExit(3)  # as if killed: nothing after the checkpoint runs
+                stop_as_if_killed()
     bar.close()
 
     final = out / "final"
-    _export(model, policy, tok, final, info)
+    export_pretrained(model, tok, final, info, submodule="policy")
     if info.is_main:
         (out / "summary.json").write_text(json.dumps({"iterations": args.iterations, "last": summary,
                                                       "export": str(final)}, indent=2))
@@ -385,38 +402,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
 
 
 def _draw(problems: list[Problem], iteration: int, n: int, seed: int) -> list[Problem]:
-    g = torch.Generator().manual_seed(seed * 1_000_033 + iteration)
+    g = torch.Generator().manual_seed(derive_seed(seed, "problems", iteration))
     return [problems[i] for i in torch.randperm(len(problems), generator=g)[:n].tolist()]
-
-
-def _pool_slots(args) -> int:
-    """KV slots for one iteration's trees: each path holds a prompt (~200 tokens) and up
-    to `depth` steps; every node of every rollout can be alive at once."""
-    per_problem = 256 + args.rollouts * args.depth * (args.max_step_tokens + 8)
-    return per_problem * args.problems_per_iteration + 1024
-
-
-def _sync_rollout_model(model, rollout_model) -> None:
-    """Copies the full (gathered) policy weights from the FSDP shards into the rollout copy."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    policy_state = {k[len("policy."):]: v for k, v in full.items() if k.startswith("policy.")}
-    rollout_model.load_state_dict(policy_state)
-
-
-def _export(model, policy, tok, path: Path, info) -> None:
-    if info.distributed:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if info.is_main:
-            plain = random_model(policy.config, seed=0)
-            plain.load_state_dict({k[len("policy."):]: v for k, v in full.items() if k.startswith("policy.")})
-            save_pretrained(plain, tok, path)
-    else:
-        save_pretrained(policy, tok, path)
-    barrier()
 
 
 def _write_trees(path: Path, problems: list[Problem], samples: list[Sample]) -> None:

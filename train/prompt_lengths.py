@@ -11,12 +11,17 @@ from rftt.prompts import solve_prompt_ids
 from train.sequences import Sequence
 
 
-def check_problem_prompts(problems: list[Problem], tok, config, new_tokens: int, caps: str) -> None:
+def check_problem_prompts(problems: list[Problem], tok, config, new_tokens: int, caps: str) -> int:
     """Each problem's solver prompt + `new_tokens` (set by the flags in `caps`) must fit;
-    the error names the problem's file and line (or its generator id)."""
+    the error names the problem's file and line (or its generator id). Returns the
+    longest prompt's token count (what a KV pool must hold for any one problem)."""
+    longest = 0
     for p in problems:
         where = p.origin or f"problem {p.source_id}"
-        check_fits_context(config, len(solve_prompt_ids(tok, p.question)), new_tokens, f"{where}, field 'question'", caps)
+        prompt_tokens = len(solve_prompt_ids(tok, p.question))
+        check_fits_context(config, prompt_tokens, new_tokens, f"{where}, field 'question'", caps)
+        longest = max(longest, prompt_tokens)
+    return longest
 
 
 def check_sequence_lengths(sequences: list[Sequence], config, path: str) -> None:

@@ -45,30 +45,29 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, ModelConfig, Tokenizer, load_model, random_model, save_pretrained
-from model.cli import (add_debug_flag, check_writable_dir, non_negative_float, non_negative_int, positive_float,
-                       positive_int, run_cli)
+from model import EMBEDDED_NAME, load_model
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
+                       non_negative_int, positive_float, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
-from model.embedded import embedded_model_dir
 from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
-from rftt.tokens import add_functional_tokens
 from train.accuracy import greedy_accuracy
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
 from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 from train.metrics import MetricsLog
+from train.model_io import export_pretrained, load_base_model
+from train.presets import add_preset_flag, apply_preset
 from train.prompt_lengths import check_problem_prompts, check_sequence_lengths
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
+from train.step import autocast, clip_and_step
 
 # Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
 # pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
@@ -80,25 +79,28 @@ PRESETS = {
                  max_step_tokens=16, direct_answer_tokens=32, epochs=2, batch_size=4,
                  micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24, checkpoint_every=2),
 }
-TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="defaults for the flags below")
-    p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random)")
-    p.add_argument("--data", help="'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows")
+                                formatter_class=HelpFormatter, epilog=__doc__)
+    preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
+    p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random) {preset('model')}")
+    p.add_argument("--data", help=f"'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows {preset('data')}")
     p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
                    "(default: the arith test split, or a held-out slice of --data's MATH/GSM8K file)")
     p.add_argument("--out", default="runs/sft", help="run directory (checkpoints, data, export, metrics)")
-    p.add_argument("--train-problems", type=positive_int, help="problems to search for SFT data")
-    p.add_argument("--eval-problems", type=positive_int, help="held-out problems for greedy accuracy")
-    p.add_argument("--rollouts", type=positive_int, help="search rollouts per problem (paper: 16)")
-    p.add_argument("--depth", type=positive_int, help="most steps in a searched path (paper: 15)")
-    p.add_argument("--max-step-tokens", type=positive_int, help="cap on a searched step's tokens (paper: 512)")
-    p.add_argument("--direct-answer-tokens", type=positive_int, help="cap on a searched direct answer (paper: 4096)")
+    p.add_argument("--train-problems", type=positive_int,
+                   help=f"problems to search for SFT data {preset('train_problems')}")
+    p.add_argument("--eval-problems", type=positive_int,
+                   help=f"held-out problems for greedy accuracy {preset('eval_problems')}")
+    p.add_argument("--rollouts", type=positive_int,
+                   help=f"search rollouts per problem (paper: 16) {preset('rollouts')}")
+    p.add_argument("--depth", type=positive_int, help=f"most steps in a searched path (paper: 15) {preset('depth')}")
+    p.add_argument("--max-step-tokens", type=positive_int,
+                   help=f"cap on a searched step's tokens (paper: 512) {preset('max_step_tokens')}")
+    p.add_argument("--direct-answer-tokens", type=positive_int,
+                   help=f"cap on a searched direct answer (paper: 4096) {preset('direct_answer_tokens')}")
     p.add_argument("--force-answer", action=argparse.BooleanOptionalAction, default=None,
                    help="search: after a direct answer without \\boxed{}, force 'So the answer is \\boxed{' "
                         "(not in the paper; a 135M model almost never boxes on its own; default on for the "
@@ -107,47 +109,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="add the worked solution (as steps) of every problem the search found no correct path "
                         "for (not in the paper; default on for the embedded default, where the search finds "
                         "a correct path for few problems)")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int, help="sequences per optimiser step, over all ranks")
-    p.add_argument("--micro-batch-size", type=positive_int, help="sequences per forward pass on one rank")
-    p.add_argument("--lr", type=positive_float, help="peak learning rate (paper: 7e-6 for 7B models)")
-    p.add_argument("--warmup-steps", type=non_negative_int)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.1)
-    p.add_argument("--grad-clip", type=positive_float, default=1.0)
-    p.add_argument("--eval-max-new-tokens", type=positive_int)
-    p.add_argument("--checkpoint-every", type=positive_int, help="optimiser steps between checkpoints")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--epochs", type=positive_int, help=f"passes over the SFT rows (paper: 10) {preset('epochs')}")
+    p.add_argument("--batch-size", type=positive_int,
+                   help=f"sequences per optimiser step, over all ranks {preset('batch_size')}")
+    p.add_argument("--micro-batch-size", type=positive_int,
+                   help=f"sequences per forward pass on one rank {preset('micro_batch_size')}")
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (paper: 7e-6 for 7B models) {preset('lr')}")
+    p.add_argument("--warmup-steps", type=non_negative_int,
+                   help=f"optimiser steps of linear warm-up, then cosine decay (paper: 10) {preset('warmup_steps')}")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                   help="AdamW weight decay of matrices; norms and biases get none (paper: 0.1)")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clipped to this")
+    p.add_argument("--eval-max-new-tokens", type=positive_int,
+                   help=f"cap on a held-out greedy answer {preset('eval_max_new_tokens')}")
+    p.add_argument("--checkpoint-every", type=positive_int,
+                   help=f"optimiser steps between checkpoints {preset('checkpoint_every')}")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the search, the problems drawn, the data order and the tiny model's weights")
+    add_device_flag(p)
     p.add_argument("--no-eval", action="store_true", help="skip greedy accuracy before and after")
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="exit after this optimiser step's checkpoint, as if killed (to test resuming)")
     add_debug_flag(p)
     args = p.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS)
     # The two crutches for a 135M model (see the module docstring): on for the embedded model.
     for name in ("force_answer", "reference_fallback"):
         if getattr(args, name) is None:
             setattr(args, name, args.model == EMBEDDED_NAME)
     return args
-
-
-# ---------------------------------------------------------------------------- model
-
-
-def load_base_model(name: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, Tokenizer]:
-    """The model to fine-tune, with the functional tokens added. `tiny`: a random 2-layer
-    model with the embedded tokenizer (no weights to download, trains in seconds)."""
-    if name == "tiny":
-        tok = Tokenizer.from_dir(embedded_model_dir())
-        config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
-                                            eos_token_id=tok.eos_token_id))
-        model = random_model(config, seed=seed, device=device)
-    else:
-        model, tok = load_model(name, device=device)
-    add_functional_tokens(model, tok)
-    return model, tok
 
 
 # ----------------------------------------------------------------------------- data
@@ -258,40 +248,18 @@ def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad
     batches = [collate(m, pad_id).to(device) for m in micro]
     local_tokens = torch.tensor(float(sum(b.num_loss_tokens for b in batches)), device=device)
     total_tokens = all_reduce_sum(local_tokens).clamp(min=1.0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     loss_sum = torch.zeros((), device=device)
     for batch in batches:
-        with autocast:
+        with autocast(device):
             logprobs, _ = model(batch.inputs, targets=batch.targets)  # fp32[B, T]
         loss = -(logprobs * batch.loss_mask).sum() / total_tokens
         (loss * world_size).backward()
         loss_sum += loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-    grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-    if torch.isfinite(grad_norm):
-        optimizer.step()
-    else:  # a NaN/inf gradient would poison AdamW's moments for good: skip the step
-        print(f"warning: non-finite gradient norm {float(grad_norm)}; step skipped", file=sys.stderr)
-    optimizer.zero_grad(set_to_none=True)
+    grad_norm = clip_and_step(model, optimizer, args.grad_clip)
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     return {"loss": float(all_reduce_sum(loss_sum)), "grad_norm": float(grad_norm), "lr": lr,
             "tokens": int(total_tokens)}
-
-
-def export(model, tok, path: Path, info) -> None:
-    """A Hugging Face directory of the trained model (full weights gathered on rank 0)."""
-    if info.distributed:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if info.is_main:
-            plain = random_model(model.config, seed=0)  # shape only: overwritten next
-            plain.load_state_dict(full)
-            save_pretrained(plain, tok, path)
-    else:
-        save_pretrained(model, tok, path)
-    barrier()
 
 
 def evaluate(model_or_path, tok, problems, args, device, stage: str, out: Path) -> float:
@@ -372,12 +340,11 @@ def main(argv: list[str] | None = None) -> dict:
                              "total_steps": total_steps}, info)
             if args.stop_after is not None and step >= args.stop_after:
                 bar.close()
-                shutdown()
-                os._exit(3)  # as abrupt as a kill: nothing after the checkpoint runs
+                stop_as_if_killed()
     bar.close()
 
     final = out / "final"
-    export(model, tok, final, info)
+    export_pretrained(model, tok, final, info)
     summary = {"steps": total_steps, "sft_rows": len(rows), "kinds": _count_kinds(rows),
                "train_problems": len(train_problems), "eval_problems": len(held_out), "export": str(final)}
     if not args.no_eval and info.is_main:

@@ -1,11 +1,11 @@
 """Ask a model one question from the command line and print its greedy answer.
 
-    python -m model.chat "What is 17 + 25?"
-    python -m model.chat --model path/to/hf_dir --max-new-tokens 128 "Explain RoPE"
+    python -m search.chat "What is 17 + 25?"
+    python -m search.chat --model path/to/hf_dir --max-new-tokens 128 "Explain RoPE"
 
-Decoding here recomputes the whole sequence for every new token: simple and obviously
-right, a few tokens a second on a CPU for the 135M default. The batched, KV-cached
-engine lives in search/.
+The question goes to the model as it is (no solver instructions: `python -m train.solve`
+asks the way RFTT's evaluation does) and the answer streams as the KV-cached engine
+decodes it greedily (search/greedy.py), stopping at EOS.
 """
 
 from __future__ import annotations
@@ -16,39 +16,24 @@ import time
 
 import torch
 
-from .cli import add_debug_flag, positive_int, run_cli
-from .context import check_fits_context
-from .embedded import EMBEDDED_NAME
-from .loading import load_model
+from model import EMBEDDED_NAME, load_model
+from model.cli import HelpFormatter, add_debug_flag, add_device_flag, positive_int, run_cli
+from model.context import check_fits_context
+
+from .engine import Engine
+from .greedy import greedy_decode
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@torch.no_grad()
-def greedy_generate(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, on_token=None) -> list[int]:
-    device = model.embed_tokens.weight.device
-    ids = list(prompt_ids)
-    out: list[int] = []
-    for _ in range(max_new_tokens):
-        logits = model(torch.tensor([ids], device=device))[0, -1]  # [vocab]
-        next_id = int(logits.argmax())
-        if next_id == tokenizer.eos_token_id:
-            break
-        ids.append(next_id)
-        out.append(next_id)
-        if on_token is not None:
-            on_token(out)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("question", help="the user message")
     p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}' (default)")
     p.add_argument("--system", default=None, help="optional system message")
-    p.add_argument("--max-new-tokens", type=positive_int, default=256)
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--max-new-tokens", type=positive_int, default=256, help="cap on the answer's tokens")
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="the weights' dtype in memory")
+    add_device_flag(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
 
@@ -73,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
             printed = len(text)
 
     t1 = time.time()
-    out = greedy_generate(model, tokenizer, prompt, args.max_new_tokens, on_token=stream)
+    engine = Engine.for_search(model, len(prompt), 1, args.max_new_tokens)
+    stop = {tokenizer.eos_token_id} - {None}
+    (out,) = greedy_decode(engine, [prompt], args.max_new_tokens, stop, tokenizer.eos_token_id, on_token=stream)
     text = tokenizer.decode(out)
     sys.stdout.write(text[printed:] + "\n")
     print(f"[{len(out)} tokens in {time.time() - t1:.1f}s]", file=sys.stderr)
