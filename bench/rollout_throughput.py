@@ -85,7 +85,7 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from model import EMBEDDED_NAME, load_model  # noqa: E402
+from model import SMALL_MODEL, load_model  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.loading import random_model, resolve_model_dir  # noqa: E402
 from search.engine import Branch, Engine  # noqa: E402
@@ -348,7 +348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", default=None,
-                       help=f"a Hugging Face directory or '{EMBEDDED_NAME}' (the default)")
+                       help=f"a Hugging Face directory or '{SMALL_MODEL}' (the default)")
     which.add_argument("--config", choices=sorted(CONFIGS), default=None,
                        help="a random-weight model of a named shape (no checkpoint needed)")
     parser.add_argument("--problems", type=_positive, default=2, help="P: trees (default 2)")
@@ -378,7 +378,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda: no CUDA device is available")
     args.dtype = DTYPES[args.dtype or ("bfloat16" if args.device.type == "cuda" else "float32")]
     if args.config is None and args.model is None:
-        args.model = EMBEDDED_NAME
+        args.model = SMALL_MODEL
     return args
 
 

@@ -6,7 +6,7 @@
 """
 
 from .config import ConfigError, ModelConfig
-from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, EMBEDDED_NAME
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SMALL_MODEL
 from .loading import build_model, load_model, random_model, save_pretrained
 from .tokenizer import Tokenizer, TokenizerError
 from .transformer import Transformer
@@ -14,7 +14,7 @@ from .vocab import add_tokens_with_mean_init
 from .weights import WeightsError
 
 __all__ = [
-    "DEFAULT_MODEL", "EMBEDDED_MODELS", "EMBEDDED_NAME", "ConfigError", "ModelConfig", "Tokenizer", "TokenizerError", "Transformer",
+    "DEFAULT_MODEL", "EMBEDDED_MODELS", "SMALL_MODEL", "ConfigError", "ModelConfig", "Tokenizer", "TokenizerError", "Transformer",
     "WeightsError", "add_tokens_with_mean_init", "build_model", "load_model", "random_model",
     "save_pretrained",
 ]

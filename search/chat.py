@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from model import EMBEDDED_NAME, load_model
+from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import HelpFormatter, add_debug_flag, add_device_flag, positive_int, run_cli
 from model.context import check_fits_context
 
@@ -29,7 +29,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("question", help="the user message")
-    p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}' (default)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"an embedded name ({', '.join(EMBEDDED_MODELS)}) or a Hugging Face directory")
     p.add_argument("--system", default=None, help="optional system message")
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="cap on the answer's tokens")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="the weights' dtype in memory")

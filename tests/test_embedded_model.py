@@ -8,7 +8,7 @@ must give the same logits, and the same text must give the same token ids.
 import pytest
 import torch
 
-from model import EMBEDDED_NAME, load_model
+from model import SMALL_MODEL, load_model
 from model.embedded import gguf_path
 from tests.tiny_models import relative_error
 
@@ -37,18 +37,18 @@ DIGIT_SPLIT_CASES = {"a  1": ["a", "ĠĠ", "1"], "\n\n3": ["ĊĊ", "3"], "x   22
 
 @pytest.fixture(scope="module")
 def ours():
-    return load_model(EMBEDDED_NAME)
+    return load_model(SMALL_MODEL)
 
 
 @pytest.fixture(scope="module")
 def hf_tokenizer():
-    path = gguf_path(EMBEDDED_NAME)
+    path = gguf_path(SMALL_MODEL)
     return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
 @pytest.fixture(scope="module")
 def hf_model():
-    path = gguf_path(EMBEDDED_NAME)
+    path = gguf_path(SMALL_MODEL)
     return transformers.AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32
     ).eval()

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, load_model
+from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
@@ -99,7 +99,7 @@ def plot(summary: dict, path: Path) -> bool:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, epilog=__doc__)
-    p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}'")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"an embedded name ({', '.join(EMBEDDED_MODELS)}) or a Hugging Face directory")
     p.add_argument("--data", default="arith", help="'arith' (the generator's test split) or a MATH, GSM8K or SFT-rows JSONL")
     p.add_argument("--limit", type=positive_int, default=200, help="problems to evaluate")
     p.add_argument("--rollouts", type=budget_list, default="1,4,16",

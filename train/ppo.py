@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME
+from model import DEFAULT_MODEL, EMBEDDED_MODELS
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_float, positive_int, run_cli, unit_float)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
@@ -90,8 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.ppo", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, epilog=__doc__)
     preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
-    p.add_argument("--model", help=f"starting policy: a Hugging Face directory, '{EMBEDDED_NAME}' or 'tiny' "
-                   f"(default: {SFT_OUTPUT} if it exists, else the embedded model) {preset('model')}")
+    p.add_argument("--model", help=f"starting policy: a Hugging Face directory, an embedded name "
+                   f"({', '.join(EMBEDDED_MODELS)}) or 'tiny' (default: {SFT_OUTPUT} if it exists, else "
+                   f"{DEFAULT_MODEL}) {preset('model')}")
     p.add_argument("--data", help=f"'arith' (the generator's train split) or a MATH/GSM8K JSONL {preset('data')}")
     p.add_argument("--out", default="runs/ppo", help="run directory (checkpoints, metrics, sample trees, export)")
     p.add_argument("--iterations", type=positive_int,
@@ -139,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     apply_preset(args, PRESETS)
     if args.model is None:
-        args.model = str(SFT_OUTPUT) if (SFT_OUTPUT / "config.json").is_file() else EMBEDDED_NAME
+        args.model = str(SFT_OUTPUT) if (SFT_OUTPUT / "config.json").is_file() else DEFAULT_MODEL
     return args
 
 

@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model import EMBEDDED_NAME, load_model
+from model import SMALL_MODEL, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_float, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
@@ -72,7 +72,7 @@ from train.step import autocast, clip_and_step
 # Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
 # pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
 PRESETS = {
-    "default": dict(model=EMBEDDED_NAME, data="arith", train_problems=48, eval_problems=50, rollouts=4,
+    "default": dict(model=SMALL_MODEL, data="arith", train_problems=48, eval_problems=50, rollouts=4,
                     depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3, batch_size=8,
                     micro_batch_size=4, lr=5e-5, warmup_steps=3, eval_max_new_tokens=256, checkpoint_every=5),
     "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2, depth=2,
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, epilog=__doc__)
     preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
-    p.add_argument("--model", help=f"Hugging Face directory, '{EMBEDDED_NAME}', or 'tiny' (random) {preset('model')}")
+    p.add_argument("--model", help=f"Hugging Face directory, '{SMALL_MODEL}', or 'tiny' (random) {preset('model')}")
     p.add_argument("--data", help=f"'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows {preset('data')}")
     p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
                    "(default: the arith test split, or a held-out slice of --data's MATH/GSM8K file)")
@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # The two crutches for a 135M model (see the module docstring): on for the embedded model.
     for name in ("force_answer", "reference_fallback"):
         if getattr(args, name) is None:
-            setattr(args, name, args.model == EMBEDDED_NAME)
+            setattr(args, name, args.model == SMALL_MODEL)
     return args
 
 

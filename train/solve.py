@@ -23,7 +23,7 @@ from collections import Counter
 
 import torch
 
-from model import EMBEDDED_NAME, load_model
+from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, non_negative_float, non_negative_int,
                        positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, check_fits_context, search_path_tokens
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m train.solve", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     p.add_argument("--question", required=True, help="the problem to solve")
-    p.add_argument("--model", default=EMBEDDED_NAME, help=f"Hugging Face directory or '{EMBEDDED_NAME}' (default)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"an embedded name ({', '.join(EMBEDDED_MODELS)}) or a Hugging Face directory")
     p.add_argument("--rollouts", type=non_negative_int, default=0,
                    help="0: greedy; N: functional-token MCTS with N rollouts")
     p.add_argument("--max-new-tokens", type=positive_int, default=256,
