@@ -46,22 +46,25 @@ def default_num_slots(num_problems: int, max_depth: int, max_step_tokens: int) -
 def build_sft_data(model, tokenizer, problems: list[Problem], *, rollouts: int = 4, max_depth: int = 4,
                    max_step_tokens: int = 64, temperature: float = 0.7, seed: int = 0, progress: bool = True,
                    num_slots: int | None = None, direct_answer_tokens: int | None = None,
-                   force_answer: bool = False) -> tuple[list[dict], dict]:
+                   force_answer: bool = False, parallel_rollouts: int = 1) -> tuple[list[dict], dict]:
     """Searches every problem (all in lockstep, one engine), then writes each tree's plain
     correct path and its cross-verification merge as rows. Returns (rows, stats).
 
     Caps: every step max_step_tokens (a sub-question half: half that), a direct answer 8x
     unless `direct_answer_tokens` is given; a cross-verification max_step_tokens.
-    force_answer: see PromptDrivenEnv (not in the paper; for models too small to box)."""
+    force_answer: see PromptDrivenEnv (not in the paper; for models too small to box).
+    parallel_rollouts: rollouts of each tree per wave (search/mcts.py, virtual loss)."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    engine = Engine(model, num_slots=num_slots or default_num_slots(len(problems), max_depth, max_step_tokens))
+    # A wave holds up to parallel_rollouts steps of every problem at once.
+    engine = Engine(model, num_slots=num_slots or default_num_slots(len(problems) * parallel_rollouts, max_depth,
+                                                                     max_step_tokens))
     env = PromptDrivenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens, seed=seed,
                           direct_answer_tokens=direct_answer_tokens, force_answer=force_answer)
     roots = env.roots(problems)
     with tqdm(total=rollouts, desc="phase-1 search (rollouts)", disable=not progress) as bar:
-        search(roots, env, rollouts, max_depth, progress=bar)
+        search(roots, env, rollouts, max_depth, progress=bar, parallel_rollouts=parallel_rollouts)
     search_s = time.perf_counter() - start
 
     def verify(requests: list[tuple[str, MergePlan]]) -> list[str]:

@@ -33,15 +33,18 @@ from model.context import STEP_TAG_TOKENS, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.grading import is_equiv
 from rftt.tokens import add_functional_tokens
-from search.mcts import rollout
+from search.mcts import rollout, wave_sizes
 from train.accuracy import greedy_accuracy
 from train.inference_search import leaf_answers, majority_answer, start_search
 from train.prompt_lengths import check_problem_prompts
 
 
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
-               temperature: float, seed: int, batch_size: int = 16) -> dict[int, list[str | None]]:
-    """For each budget in `budgets`, every problem's majority answer after that many rollouts."""
+               temperature: float, seed: int, batch_size: int = 16,
+               parallel_rollouts: int = 1) -> dict[int, list[str | None]]:
+    """For each budget in `budgets`, every problem's majority answer after that many rollouts.
+    Rollouts run in waves of up to `parallel_rollouts` per tree (virtual loss, search/mcts.py);
+    a wave never crosses a budget, so each budget's votes see exactly that many rollouts."""
     votes: dict[int, list[str | None]] = {b: [] for b in budgets}
     most = max(budgets)
     bar = tqdm(total=len(problems) * most, desc="mcts", unit="rollout")
@@ -49,9 +52,11 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
         chunk = problems[start:start + batch_size]
         env, roots = start_search(model, tok, [p.question for p in chunk], rollouts=most, depth=depth,
                                   max_step_tokens=max_step_tokens, temperature=temperature, seed=seed + start)
-        for k in range(1, most + 1):
-            rollout(roots, env, max_depth=depth)
-            bar.update(len(chunk))
+        k = 0
+        for size in wave_sizes(most, parallel_rollouts, pause_at=budgets):
+            rollout(roots, env, max_depth=depth, parallel_rollouts=size)
+            k += size
+            bar.update(len(chunk) * size)
             if k in votes:
                 for root in roots:
                     votes[k].append(majority_answer([a for _, a in leaf_answers(env, root)]))
@@ -106,6 +111,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="comma-separated MCTS budgets; '' for greedy only")
     p.add_argument("--depth", type=positive_int, default=6, help="MCTS: most steps in a path")
     p.add_argument("--max-step-tokens", type=positive_int, default=96, help="MCTS: cap on one step's tokens")
+    p.add_argument("--parallel-rollouts", type=positive_int, default=4,
+                   help="MCTS: rollouts of each tree advanced together in one wave (virtual loss), so a decode "
+                        "batch holds problems x this many branches; 1 is one rollout at a time")
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="greedy: cap on the response")
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
                    help="MCTS step sampling temperature (0: greedy steps)")
@@ -142,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     if budgets:
         with torch.inference_mode():
             votes = mcts_votes(model, tok, problems, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
-                               temperature=args.temperature, seed=args.seed)
+                               temperature=args.temperature, seed=args.seed,
+                               parallel_rollouts=args.parallel_rollouts)
         for b in budgets:
             correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], problems)]
             summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(problems, correct)}

@@ -78,9 +78,11 @@ SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by de
 # 135M model (the paper used 5e-7 for 7B).
 PRESETS = {
     "default": dict(model=None, data="arith", iterations=5, problems_per_iteration=4, rollouts=16, depth=4,
-                    max_step_tokens=40, lr=2e-6, warmup_iterations=1, mini_batches=2, micro_batch_size=8,
+                    parallel_rollouts=4, max_step_tokens=40, lr=2e-6, warmup_iterations=1, mini_batches=2,
+                    micro_batch_size=8,
                     checkpoint_every=1),
     "tiny": dict(model="tiny", data="arith", iterations=3, problems_per_iteration=2, rollouts=3, depth=2,
+                 parallel_rollouts=1,
                  max_step_tokens=6, lr=1e-3, warmup_iterations=0, mini_batches=2, micro_batch_size=4,
                  checkpoint_every=1),
 }
@@ -101,6 +103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"problems searched each iteration, over all ranks {preset('problems_per_iteration')}")
     p.add_argument("--rollouts", type=positive_int, help=f"MCTS rollouts a problem (paper: 16) {preset('rollouts')}")
     p.add_argument("--depth", type=positive_int, help=f"most steps in a path (paper: 18) {preset('depth')}")
+    p.add_argument("--parallel-rollouts", type=positive_int,
+                   help=f"rollouts of each tree advanced together in one wave (virtual loss): a decode batch "
+                        f"holds problems x this many branches {preset('parallel_rollouts')}")
     p.add_argument("--max-step-tokens", type=positive_int,
                    help=f"cap on one step's tokens {preset('max_step_tokens')}")
     p.add_argument("--temperature", type=positive_float, default=0.7,
@@ -294,7 +299,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
                                               max_step_tokens=args.max_step_tokens, temperature=args.temperature,
                                               seed=derive_seed(args.seed, "rollouts", iteration, info.rank),
-                                              progress=info.is_main, reward_fn=reward_fn)
+                                              progress=info.is_main, reward_fn=reward_fn,
+                                              parallel_rollouts=args.parallel_rollouts)
         rollout_s = time.time() - t0
         rollout_tokens = engine.tokens_computed - computed_before
 

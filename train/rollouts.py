@@ -37,14 +37,16 @@ class Sample:
 
 def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, rollouts: int, max_depth: int,
                      max_step_tokens: int, temperature: float, seed: int, progress: bool = True,
-                     desc: str = "rollouts", reward_fn: RewardFn = outcome_reward) -> tuple[list[Sample], list]:
-    """Searches every problem with `rollouts` MCTS rollouts; returns (samples, roots)."""
+                     desc: str = "rollouts", reward_fn: RewardFn = outcome_reward,
+                     parallel_rollouts: int = 1) -> tuple[list[Sample], list]:
+    """Searches every problem with `rollouts` MCTS rollouts, `parallel_rollouts` of each tree
+    per wave (search/mcts.py: virtual loss); returns (samples, roots)."""
     env = FunctionalTokenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens,
                              golds=[p.answer for p in problems], seed=seed, reward_fn=reward_fn)
     prompts = [solve_prompt_ids(tokenizer, p.question) for p in problems]
     roots = env.roots(prompts)
     with tqdm(total=rollouts, desc=desc, unit="rollout", leave=False, disable=not progress) as bar:
-        search(roots, env, rollouts=rollouts, max_depth=max_depth, progress=bar)
+        search(roots, env, rollouts=rollouts, max_depth=max_depth, progress=bar, parallel_rollouts=parallel_rollouts)
     samples = []
     for i, root in enumerate(roots):
         for leaf in root.leaves():  # distinct paths; a path reached twice is one sample

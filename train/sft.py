@@ -1,6 +1,7 @@
 """RFTT phase 1: the supervised warm-up on functional-token trajectories (paper §3.1).
 
-    python -m train.sft                                   # embedded SmolLM2 + arithmetic, ≤ 15 min on 2 CPU cores
+    python -m train.sft                                   # embedded Qwen2.5-Coder-0.5B + arithmetic, ≤ 15 min on 2 CPU cores
+    python -m train.sft --preset smollm2                  # the 135M model (with its two crutches below)
     python -m train.sft --preset tiny --out runs/tiny     # a tiny random model: seconds (tests)
     python -m train.sft --model PATH --data math_train.jsonl --train-problems 1000 --epochs 10
     python -m train.sft --data runs/sft/sft_data.jsonl    # train on SFT rows built earlier
@@ -16,12 +17,15 @@ Top to bottom, a run does:
    `--data` takes `arith` (the built-in generator, default), a MATH or GSM8K JSONL of
    problems (searched the same way), a JSONL of SFT rows (`question`, `answer`,
    `response`: trained on as they are), or `reference` (the problems' worked solutions
-   written as steps, no search; rftt/solution_steps.py). Two additions to the paper make
-   the embedded default learn something: SmolLM2-135M almost never writes \boxed{}, so
-   `--force-answer` completes its direct answers with "So the answer is \boxed{"; and it
-   finds a correct path for only a few problems, so `--reference-fallback` adds the worked
-   solution of every problem it missed (rows of kind "reference"). Both are off with
-   `--no-force-answer --no-reference-fallback`, and for any model that does not need them.
+   written as steps, no search; rftt/solution_steps.py). The search runs `--parallel-rollouts`
+   rollouts of every tree per wave (virtual loss), so one decode batch holds all of them.
+   On the default Qwen model the rows are the paper's: search paths ("correct") and
+   cross-verified merges ("verified"). Two additions to the paper exist only for SmolLM2-135M
+   (`--model smollm2-135m-instruct`, on by default there): it almost never writes
+   \\boxed{}, so `--force-answer` completes its direct answers with "So the answer is
+   \\boxed{"; and it finds a correct path for only a few problems, so
+   `--reference-fallback` adds the worked solution of every problem it missed (rows of
+   kind "reference").
 2. **Model.** Load it and add the 16 functional tokens, each initialised to the mean
    embedding of the text it spells (model/vocab.py).
 3. **Greedy accuracy before** on held-out problems (train/accuracy.py).
@@ -52,7 +56,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model import SMALL_MODEL, load_model
+from model import DEFAULT_MODEL, EMBEDDED_MODELS, SMALL_MODEL, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_float, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
@@ -69,15 +73,24 @@ from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
 from train.step import autocast, clip_and_step
 
-# Defaults sized for the embedded SmolLM2-135M on a 2-core CPU (the README's quick start);
-# pass larger values on a GPU. `tiny` is a random 2-layer model for tests.
+# `default`: the embedded Qwen2.5-Coder-0.5B, sized so `make demo` (this command with no
+# flags) ends within 15 minutes on 2 CPU cores: a demonstration of the whole phase, far
+# too small to move accuracy reliably (the paper: ~1k problems, 16 rollouts, 10 epochs).
+# Pass larger values on a GPU. `smollm2`: the 135M model's run. `tiny`: a random 2-layer
+# model for tests.
 PRESETS = {
-    "default": dict(model=SMALL_MODEL, data="arith", train_problems=48, eval_problems=50, rollouts=4,
-                    depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3, batch_size=8,
-                    micro_batch_size=4, lr=5e-5, warmup_steps=3, eval_max_new_tokens=256, checkpoint_every=5),
-    "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2, depth=2,
-                 max_step_tokens=16, direct_answer_tokens=32, epochs=2, batch_size=4,
-                 micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24, checkpoint_every=2),
+    "default": dict(model=DEFAULT_MODEL, data="arith", train_problems=8, eval_problems=24, rollouts=4,
+                    parallel_rollouts=4, depth=2, max_step_tokens=96, direct_answer_tokens=320, epochs=2,
+                    batch_size=4, micro_batch_size=2, lr=1e-5, warmup_steps=1, eval_max_new_tokens=320,
+                    checkpoint_every=2),
+    "smollm2": dict(model=SMALL_MODEL, data="arith", train_problems=48, eval_problems=50, rollouts=4,
+                    parallel_rollouts=4, depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3,
+                    batch_size=8, micro_batch_size=4, lr=5e-5, warmup_steps=3, eval_max_new_tokens=256,
+                    checkpoint_every=5),
+    "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2,
+                 parallel_rollouts=1, depth=2, max_step_tokens=16, direct_answer_tokens=32, epochs=2,
+                 batch_size=4, micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24,
+                 checkpoint_every=2),
 }
 
 
@@ -85,7 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, epilog=__doc__)
     preset = add_preset_flag(p, PRESETS)  # preset("lr"): "(default: ...; preset tiny: ...)"
-    p.add_argument("--model", help=f"Hugging Face directory, '{SMALL_MODEL}', or 'tiny' (random) {preset('model')}")
+    p.add_argument("--model", help=f"an embedded name ({', '.join(EMBEDDED_MODELS)}), a Hugging Face "
+                   f"directory, or 'tiny' (random) {preset('model')}")
     p.add_argument("--data", help=f"'arith', 'reference', a MATH/GSM8K JSONL, or a JSONL of SFT rows {preset('data')}")
     p.add_argument("--eval-data", default=None, help="held-out problems: 'arith' (test split) or a file "
                    "(default: the arith test split, or a held-out slice of --data's MATH/GSM8K file)")
@@ -97,17 +111,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rollouts", type=positive_int,
                    help=f"search rollouts per problem (paper: 16) {preset('rollouts')}")
     p.add_argument("--depth", type=positive_int, help=f"most steps in a searched path (paper: 15) {preset('depth')}")
+    p.add_argument("--parallel-rollouts", type=positive_int,
+                   help=f"search rollouts of each tree advanced together in one wave (virtual loss) "
+                        f"{preset('parallel_rollouts')}")
     p.add_argument("--max-step-tokens", type=positive_int,
                    help=f"cap on a searched step's tokens (paper: 512) {preset('max_step_tokens')}")
     p.add_argument("--direct-answer-tokens", type=positive_int,
                    help=f"cap on a searched direct answer (paper: 4096) {preset('direct_answer_tokens')}")
     p.add_argument("--force-answer", action=argparse.BooleanOptionalAction, default=None,
                    help="search: after a direct answer without \\boxed{}, force 'So the answer is \\boxed{' "
-                        "(not in the paper; a 135M model almost never boxes on its own; default on for the "
-                        "embedded default)")
+                        "(not in the paper; a 135M model almost never boxes on its own; default: on for "
+                        f"{SMALL_MODEL} only)")
     p.add_argument("--reference-fallback", action=argparse.BooleanOptionalAction, default=None,
                    help="add the worked solution (as steps) of every problem the search found no correct path "
-                        "for (not in the paper; default on for the embedded default, where the search finds "
+                        f"for (not in the paper; default: on for {SMALL_MODEL} only, where the search finds "
                         "a correct path for few problems)")
     p.add_argument("--epochs", type=positive_int, help=f"passes over the SFT rows (paper: 10) {preset('epochs')}")
     p.add_argument("--batch-size", type=positive_int,
@@ -133,7 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_debug_flag(p)
     args = p.parse_args(argv)
     apply_preset(args, PRESETS)
-    # The two crutches for a 135M model (see the module docstring): on for the embedded model.
+    # The two crutches for a 135M model (see the module docstring): on for SmolLM2 only.
     for name in ("force_answer", "reference_fallback"):
         if getattr(args, name) is None:
             setattr(args, name, args.model == SMALL_MODEL)
@@ -204,7 +221,7 @@ def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem
             rows, stats = build_sft_data(model, tok, train_problems, rollouts=args.rollouts, max_depth=args.depth,
                                          max_step_tokens=args.max_step_tokens, seed=args.seed, progress=True,
                                          direct_answer_tokens=args.direct_answer_tokens,
-                                         force_answer=args.force_answer)
+                                         force_answer=args.force_answer, parallel_rollouts=args.parallel_rollouts)
             if args.reference_fallback:
                 found = {r["source"]["source_id"] for r in rows}
                 fallback = reference_rows([p for p in train_problems if p.source_id not in found])
