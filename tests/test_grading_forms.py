@@ -1,4 +1,4 @@
-"""Answer forms that MATH solutions use for one value (issue 13 item 3): each form has
+"""Answer forms that MATH solutions use for one value: each form has
 equal pairs, and near-miss unequal pairs that guard the rule which makes them equal (a
 reward that accepts wrong answers is exploited by RL)."""
 
