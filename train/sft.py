@@ -370,6 +370,11 @@ def main(argv: list[str] | None = None) -> dict:
     summary["wall_s_this_process"] = round(time.time() - started, 1)
     if info.is_main:
         summary_path.write_text(json.dumps(summary, indent=2))
+        kinds = ", ".join(f"{n} {k}" for k, n in summary["kinds"].items())
+        print(f"SFT rows: {len(rows)} ({kinds}); {total_steps} optimiser steps; model in {final}", file=sys.stderr)
+        if "accuracy_after" in summary:
+            print(f"greedy accuracy on {len(held_out)} held-out problems: {summary['accuracy_before']:.3f} before, "
+                  f"{summary['accuracy_after']:.3f} after", file=sys.stderr)
         print(json.dumps(summary))
     shutdown()
     return summary
