@@ -81,7 +81,7 @@ from train.step import autocast, clip_and_step
 PRESETS = {
     "default": dict(model=DEFAULT_MODEL, data="arith", train_problems=8, eval_problems=16, rollouts=4,
                     parallel_rollouts=4, depth=2, max_step_tokens=96, direct_answer_tokens=320, epochs=2,
-                    batch_size=4, micro_batch_size=2, lr=5e-5, warmup_steps=1, eval_max_new_tokens=320,
+                    batch_size=4, micro_batch_size=2, lr=1e-5, warmup_steps=1, eval_max_new_tokens=320,
                     checkpoint_every=4),
     "smollm2": dict(model=SMALL_MODEL, data="arith", train_problems=48, eval_problems=50, rollouts=4,
                     parallel_rollouts=4, depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3,
