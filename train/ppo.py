@@ -73,9 +73,10 @@ from train.step import autocast, clip_and_step
 SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by default
 
 # Defaults follow the paper where a CPU allows (β = 0.01, γ = 1, ε = 0.2, 16 rollouts a
-# problem, REINFORCE++ with k1) and are sized so the default run ends within 15 minutes on
-# 2 CPU cores (one iteration: about 130 s, 80 of them rollouts); the learning rate suits a
-# 135M model (the paper used 5e-7 for 7B).
+# problem, REINFORCE++ with k1). The sizes and the learning rate were chosen on SmolLM2-135M
+# (one iteration about 130 s on 2 CPU cores, 80 of them rollouts; the paper used 5e-7 for
+# 7B); the Qwen 0.5B default costs several times more per iteration, mostly in the
+# per-path update, which tree-packed training is meant to cut.
 PRESETS = {
     "default": dict(model=None, data="arith", iterations=5, problems_per_iteration=4, rollouts=16, depth=4,
                     parallel_rollouts=4, max_step_tokens=40, lr=2e-6, warmup_iterations=1, mini_batches=2,
