@@ -67,6 +67,7 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 import torch  # noqa: E402
 
 from model import SMALL_MODEL  # noqa: E402
+from model.cli import positive_int  # noqa: E402
 from model.context import search_path_tokens  # noqa: E402
 from model.tree_packing import pack_paths  # noqa: E402
 from rftt.data import load_problems  # noqa: E402
@@ -79,7 +80,7 @@ from train.rollouts import collect_rollouts  # noqa: E402
 from train.seeds import derive_seed  # noqa: E402
 from train.sequences import collate  # noqa: E402
 
-BETA, GAMMA, CLIP_EPS = 0.01, 1.0, 0.2  # the paper's REINFORCE++ / PPO-clip settings (DESIGN.md)
+BETA, GAMMA, CLIP_EPS = 0.01, 1.0, 0.2  # the paper's REINFORCE++ / PPO-clip settings (paper §3.3)
 LOSS_RTOL = 1e-4
 
 
@@ -88,28 +89,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=SMALL_MODEL,
                         help=f"an embedded model name or a Hugging Face directory (default {SMALL_MODEL})")
-    parser.add_argument("--problems", type=_positive, default=4, help="P: problems (default 4)")
-    parser.add_argument("--rollouts", type=_positive, default=8, help="R: MCTS rollouts a problem (default 8)")
-    parser.add_argument("--depth", type=_positive, default=3, help="D: steps a path at most (default 3)")
-    parser.add_argument("--max-step-tokens", type=_positive, default=24, help="S: content tokens a step (default 24)")
-    parser.add_argument("--parallel-rollouts", type=_positive, default=4,
+    parser.add_argument("--problems", type=positive_int, default=4, help="P: problems (default 4)")
+    parser.add_argument("--rollouts", type=positive_int, default=8, help="R: MCTS rollouts a problem (default 8)")
+    parser.add_argument("--depth", type=positive_int, default=3, help="D: steps a path at most (default 3)")
+    parser.add_argument("--max-step-tokens", type=positive_int, default=24, help="S: content tokens a step (default 24)")
+    parser.add_argument("--parallel-rollouts", type=positive_int, default=4,
                         help="rollouts of each tree per wave in the batched run (default 4)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling and log-prob temperature (0.7)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cuda if available, else cpu")
-    parser.add_argument("--threads", type=_positive, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default on CPU: 1, see the module docstring; on CUDA: torch's own)")
     parser.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     args = parser.parse_args(argv)

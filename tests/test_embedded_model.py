@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from model import SMALL_MODEL, load_model
-from model.embedded import gguf_path
 from tests.tiny_models import relative_error
 
 transformers = pytest.importorskip("transformers")
+from tests.gguf_reference import reference_model, reference_tokenizer  # noqa: E402
 
 # Varied text: digits, unicode, runs of spaces and newlines, code, chat markup.
 TEXTS = [
@@ -42,16 +42,12 @@ def ours():
 
 @pytest.fixture(scope="module")
 def hf_tokenizer():
-    path = gguf_path(SMALL_MODEL)
-    return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return reference_tokenizer(SMALL_MODEL)
 
 
 @pytest.fixture(scope="module")
 def hf_model():
-    path = gguf_path(SMALL_MODEL)
-    return transformers.AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32
-    ).eval()
+    return reference_model(SMALL_MODEL)
 
 
 def test_config_is_smollm2(ours):

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from model import DEFAULT_MODEL, load_model
-from model.embedded import gguf_path
 from tests.tiny_models import relative_error
 
 transformers = pytest.importorskip("transformers")
+from tests.gguf_reference import reference_model, reference_tokenizer  # noqa: E402
 
 # What Qwen's byte-level BPE and its `qwen2` split must get right: single digits,
 # thousands separators and decimals, CJK and full-width punctuation, code with
@@ -46,16 +46,12 @@ def ours():
 
 @pytest.fixture(scope="module")
 def hf_tokenizer():
-    path = gguf_path(DEFAULT_MODEL)
-    return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return reference_tokenizer(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")
 def hf_model():
-    path = gguf_path(DEFAULT_MODEL)
-    return transformers.AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32
-    ).eval()
+    return reference_model(DEFAULT_MODEL)
 
 
 def test_config_is_qwen2_0_5b(ours):

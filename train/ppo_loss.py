@@ -8,8 +8,8 @@ With ratio ρ_t = exp(logp_t - old_logp_t) and advantage A_t,
 summed over every response token of the micro-batch and divided by the number of
 response tokens in the *whole* update batch (all micro-batches, all ranks): the caller
 passes that count. Dividing by each micro-batch's own count instead would weigh the
-tokens of short micro-batches more — gradients would depend on how the batch was cut
-(FIELD-NOTES, "Loss normalisation").
+tokens of short micro-batches more — gradients would depend on how the batch was cut (a
+common source of wrong gradients in RL frameworks).
 """
 
 from __future__ import annotations

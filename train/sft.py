@@ -257,7 +257,7 @@ def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad
 
     loss = -(sum of response-token log-probs) / (response tokens in the whole step, all
     ranks): every token weighs the same however the step is cut into micro-batches and
-    ranks (a per-micro-batch mean would weigh short responses more; FIELD-NOTES). FSDP
+    ranks (a per-micro-batch mean would weigh short responses more). FSDP
     averages gradients over ranks, so each rank's loss is scaled by the world size to
     make that average the gradient of the sum.
     """
