@@ -71,19 +71,20 @@ def test_loss_is_normalised_by_the_steps_tokens_not_per_micro_batch(tiny):
     seqs = [encode_sft_example(tok, r["question"], r["response"]) for r in rows]
     assert len({len(s.tokens) - s.prompt_len for s in seqs}) > 1  # unequal lengths: the case that matters
     results = []
-    for micro in (4, 1):
+    for micro, packed in ((4, False), (1, False), (4, True), (1, True)):
         m = load_base_model("tiny", torch.device("cpu"), seed=0)[0]
         opt = torch.optim.SGD(m.parameters(), lr=1.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
         before = {n: p.detach().clone() for n, p in m.named_parameters()}
-        stats = train_step(m, opt, sched, seqs, Namespace(micro_batch_size=micro, grad_clip=1e9), tok.eos_token_id,
-                           torch.device("cpu"))
+        stats = train_step(m, opt, sched, seqs, Namespace(micro_batch_size=micro, grad_clip=1e9, tree_packing=packed),
+                           tok.eos_token_id, torch.device("cpu"))
         results.append((stats, {n: before[n] - p.detach() for n, p in m.named_parameters()}))
-    (s4, g4), (s1, g1) = results
-    assert s4["tokens"] == s1["tokens"] == sum(len(s.tokens) - s.prompt_len for s in seqs)
-    assert abs(s4["loss"] - s1["loss"]) < 1e-5
-    for name in g4:
-        torch.testing.assert_close(g1[name], g4[name], rtol=1e-4, atol=1e-7)
+    s4, g4 = results[0]
+    for s1, g1 in results[1:]:  # one micro-batch or four, padded rows or packed trees
+        assert s4["tokens"] == s1["tokens"] == sum(len(s.tokens) - s.prompt_len for s in seqs)
+        assert abs(s4["loss"] - s1["loss"]) < 1e-5
+        for name in g4:
+            torch.testing.assert_close(g1[name], g4[name], rtol=1e-4, atol=1e-7)
     # and the loss is the mean negative log-likelihood of the response tokens
     batch = collate(seqs, tok.eos_token_id)
     with torch.no_grad():

@@ -89,6 +89,19 @@ def shard_model(model: torch.nn.Module, info: DistInfo, blocks=None) -> torch.nn
     return model
 
 
+def reshard(model: torch.nn.Module) -> None:
+    """Frees FSDP2's unsharded copy of the root's parameters after forwards that no
+    backward follows (e.g. scoring under no_grad). FSDP2 keeps the root unsharded after a
+    forward, expecting the backward to use them at once (pytorch/pytorch#131965); if no
+    backward comes, the next training backward accumulates the root's gradients
+    (embeddings, final norm, LM head, value head) into that stale unsharded copy, so
+    they grow by one step's gradient per step whatever zero_grad does (measured on 2 gloo
+    ranks: the final norm's gradient 1x, 2x, 3x its true value over three steps). A no-op
+    in a single process."""
+    if hasattr(model, "reshard"):  # an FSDPModule
+        model.reshard()
+
+
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     """Sum over ranks (a copy; identity in a single process)."""
     value = value.clone()

@@ -17,14 +17,19 @@ One iteration, top to bottom (each numbered block in `main` below is one of thes
    answer (rftt/rewards.py; `reward_fn` replaces it).
 4. **Old and reference log-probs** — one forward of the policy and one of the frozen
    reference (the model we started from) over every sample, through the fused log-prob
-   kernel (no [tokens, vocab] logits); with GAE also the critic's values.
+   kernel (no [tokens, vocab] logits); with GAE also the critic's values. A micro-batch's
+   paths run as one packed tree (model/tree_packing.py): the prompt and the steps they
+   share are computed once, each token attending to its ancestors only, and the results
+   are gathered back into one row per path, so steps 5-6 see the per-path layout.
 5. **Per-token rewards and advantages** (train/advantages.py) — REINFORCE++ (the paper's
    default): r_t = -β·KL_t + [t last]·reward, returns with γ = 1, whitened over the batch.
    GAE (a value head, zero-initialised) or GRPO (rewards normalised within each problem's
    group; KL as a k3 loss term) on request.
 6. **PPO-clip update** (train/ppo_loss.py) — ε = 0.2 over mini- and micro-batches, the loss
    summed over tokens and divided by the token count of the whole mini-batch across
-   micro-batches and ranks; gradient clipping at 1.0.
+   micro-batches and ranks; gradient clipping at 1.0. Packed as in 4: a shared token is
+   computed once and its gradient is the sum of what each path's loss sends it, which
+   is exactly the per-path loss summed over paths.
 7. **Bump the weight version** — the engine's cached KV came from the old weights; it is
    dropped so no rollout ever reads stale KV (search/token_tree.py).
 8. **Log, write sample trees, checkpoint.**
@@ -42,6 +47,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,13 +58,14 @@ from model import DEFAULT_MODEL, EMBEDDED_MODELS
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_float, positive_int, run_cli, unit_float)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
+from model.tree_packing import PackedTree, pack_paths
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
 from search.engine import Engine
 from train.advantages import ESTIMATORS, KL_ESTIMATORS, advantages, kl_estimate, kl_in_loss
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
-from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_distributed, shard_model, shutdown,
-                               sum_over_ranks)
+from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_distributed, reshard, shard_model,
+                               shutdown, sum_over_ranks)
 from train.metrics import MetricsLog
 from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
@@ -129,6 +136,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=positive_float, help=f"learning rate (paper: 5e-7 for 7B models) {preset('lr')}")
     p.add_argument("--warmup-iterations", type=non_negative_int,
                    help=f"iterations of linear warm-up, then constant {preset('warmup_iterations')}")
+    p.add_argument("--tree-packing", action=argparse.BooleanOptionalAction, default=True,
+                   help="run each micro-batch's paths as one packed tree, each shared prefix once (model/"
+                        "tree_packing.py), for the old/reference log-probs and the update; --no-tree-packing "
+                        "runs every path as its own row (same losses and gradients up to rounding)")
     p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each iteration's samples (paper: 1)")
     p.add_argument("--mini-batches", type=positive_int, help=f"optimiser steps per PPO epoch {preset('mini_batches')}")
     p.add_argument("--micro-batch-size", type=positive_int,
@@ -167,11 +178,26 @@ class PolicyWithValue(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, tokens, targets, temperature: float):
-        hidden = self.policy.hidden_states(tokens)  # [B, T, H]
-        logprobs, entropy = self.policy.token_logprobs(hidden, targets, temperature)
-        values = self.value_head(hidden.float()).squeeze(-1) if self.value_head is not None else None
-        return logprobs, entropy, values
+    def forward(self, tokens, targets, temperature: float, tree: PackedTree | None = None):
+        """tokens, targets: int64[B, T] (a collated batch) -> (logprobs, entropy, values),
+        each [B, T] (values None without the head). With `tree`, the same sequences packed
+        (model/tree_packing.py; tokens and targets then only give the shape): one pass
+        over each shared prefix, results gathered back into the same [B, T] layout, so the
+        loss code is the same for both and autograd sums what the paths send to a shared
+        token."""
+        if tree is None:
+            hidden = self.policy.hidden_states(tokens)  # [B, T, H]
+            logprobs, entropy = self.policy.token_logprobs(hidden, targets, temperature)
+            values = self.value_head(hidden.float()).squeeze(-1) if self.value_head is not None else None
+            return logprobs, entropy, values
+        hidden = self.policy.tree_hidden_states(tree)  # [N, H]
+        logprobs, entropy = self.policy.tree_logprobs(hidden, tree, temperature)  # [N]: token i given its parent
+        values = None
+        if self.value_head is not None:
+            # Dense entry (p, t) is the value of the state that predicts token t + 1, i.e.
+            # of its parent row: index the per-row values by parent, as per_path gathers by child.
+            values = tree.per_path(self.value_head(hidden.float()).squeeze(-1)[tree.parents.clamp(min=0)])
+        return tree.per_path(logprobs), tree.per_path(entropy), values
 
 
 # -------------------------------------------------------------------- batching helpers
@@ -197,14 +223,18 @@ def micro_batches(indices: list[int], size: int) -> list[list[int]]:
     return chunks + [[] for _ in range(most - len(chunks))]
 
 
-def forward_batch(model, samples: list[Sample], idx: list[int], pad_id: int, temperature: float, device):
-    """(logprobs, entropy, values, mask) over the samples `idx`; an empty `idx` runs a
-    two-token dummy whose mask is all False (see micro_batches)."""
+def forward_batch(model, samples: list[Sample], idx: list[int], pad_id: int, temperature: float, device,
+                  packed: bool):
+    """(logprobs, entropy, values, mask), each [len(idx), T], over the samples `idx`: one
+    right-padded batch, or with `packed` one trie of their paths (each shared prefix once;
+    the same outputs up to rounding). An empty `idx` runs a two-token dummy whose mask
+    is all False (see micro_batches)."""
     seqs = [samples[i].sequence for i in idx] or [Sequence([pad_id, pad_id], 1)]
-    batch = collate(seqs, pad_id).to(device)
+    batch = collate(seqs, pad_id).to(device)  # the layout and the loss mask, packed or not
+    tree = pack_paths([s.tokens for s in seqs]).to(device) if packed else None
     mask = batch.loss_mask.float() * (1.0 if idx else 0.0)
     with autocast(device):
-        logprobs, entropy, values = model(batch.inputs, batch.targets, temperature)
+        logprobs, entropy, values = model(batch.inputs, batch.targets, temperature, tree=tree)
     return logprobs, entropy, values, mask
 
 
@@ -221,6 +251,53 @@ def rows(table: torch.Tensor, idx: list[int], like: torch.Tensor) -> torch.Tenso
     moved to its device: [len(idx), like.shape[1]]; zeros like `like` for an empty
     (padding) micro-batch."""
     return table[idx, :like.shape[1]].to(like.device) if idx else torch.zeros_like(like)
+
+
+def score_samples(model, reference, samples: list[Sample], args, pad_id: int, device):
+    """Step 4: the policy's old log-probs (and values) and the reference's, no gradients,
+    a micro-batch at a time -> (old_logp, ref_logp, old_values, mask), fp32 [samples, T]
+    on the CPU (zeros past each sample; old_values zeros without a value head)."""
+    old_logp, ref_logp, old_values, masks = [], [], [], []  # one row per sample, [T_i] each
+    with torch.no_grad():
+        for idx in micro_batches(list(range(len(samples))), args.micro_batch_size):
+            lp, _, v, mask = forward_batch(model, samples, idx, pad_id, args.temperature, device, args.tree_packing)
+            ref, _, _, _ = forward_batch(reference, samples, idx, pad_id, args.temperature, device, args.tree_packing)
+            for j in range(len(idx)):
+                old_logp.append(lp[j].float().cpu())
+                ref_logp.append(ref[j].float().cpu())
+                masks.append(mask[j].cpu())
+                old_values.append(v[j].float().cpu() if v is not None else torch.zeros_like(mask[j].cpu()))
+    reshard(model)  # under FSDP2, or the update's root gradients accumulate (train/distributed.py)
+    reshard(reference)
+    width = max((m.numel() for m in masks), default=1)
+    return padded(old_logp, width), padded(ref_logp, width), padded(old_values, width), padded(masks, width)
+
+
+@dataclass
+class LossTargets:
+    """What the update compares against, one row per sample, fp32 [samples, T]."""
+    old_logp: torch.Tensor  # the policy's log-probs when the samples were scored (step 4)
+    ref_logp: torch.Tensor  # the frozen reference's
+    old_values: torch.Tensor  # the critic's (zeros without one)
+    adv: torch.Tensor  # advantages (step 5)
+    returns: torch.Tensor | None  # the critic's targets (GAE only)
+
+
+def micro_batch_loss(model, samples: list[Sample], idx: list[int], t: LossTargets, total_tokens: float, args,
+                     pad_id: int, device) -> tuple[torch.Tensor, dict]:
+    """Step 6 on the samples `idx`: the PPO-clip loss (plus the critic's loss for GAE and
+    the k3 KL term for GRPO), each summed over tokens and divided by `total_tokens` (the
+    whole mini-batch's, over ranks) -> (loss, sums for the log)."""
+    lp, ent, v, m = forward_batch(model, samples, idx, pad_id, args.temperature, device, args.tree_packing)
+    loss, s = policy_loss(lp, rows(t.old_logp, idx, lp), rows(t.adv, idx, lp), m, total_tokens, args.clip_eps)
+    if t.returns is not None:
+        loss = loss + args.value_coef * value_loss(v, rows(t.old_values, idx, lp), rows(t.returns, idx, lp), m,
+                                                   total_tokens, args.value_clip)
+    if kl_in_loss(args.estimator):
+        k3 = kl_estimate(lp, rows(t.ref_logp, idx, lp), "k3")
+        loss = loss + args.beta * (k3 * m).sum() / total_tokens
+    return loss, {"clipped_tokens": s["clipped_tokens"], "approx_kl_old": s["approx_kl_old_sum"],
+                  "entropy": float((ent.detach() * m).sum()), "trained_tokens": float(m.sum())}
 
 
 # ------------------------------------------------------------------------------- main
@@ -305,22 +382,11 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         rollout_s = time.time() - t0
         rollout_tokens = engine.tokens_computed - computed_before
 
-        # 4. Old log-probs (and values) of the policy, and the reference's, no gradients.
+        # 4. Old log-probs (and values) of the policy, and the reference's, no gradients:
+        # one row per sample, [samples, T] each.
         model.train()
-        order = list(range(len(samples)))
-        old_logp, old_values, ref_logp, masks = [], [], [], []  # one row per sample, [T_i] each
-        with torch.no_grad():
-            for idx in micro_batches(order, args.micro_batch_size):
-                lp, _, v, mask = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
-                ref, _, _, _ = forward_batch(reference, samples, idx, tok.eos_token_id, args.temperature, device)
-                for j in range(len(idx)):
-                    old_logp.append(lp[j].float().cpu())
-                    ref_logp.append(ref[j].float().cpu())
-                    masks.append(mask[j].cpu())
-                    old_values.append(v[j].float().cpu() if v is not None else torch.zeros_like(mask[j].cpu()))
-        width = max((m.numel() for m in masks), default=1)
-        old_logp, ref_logp, mask = padded(old_logp, width), padded(ref_logp, width), padded(masks, width)
-        old_values = padded(old_values, width)
+        old_logp, ref_logp, old_values, mask = score_samples(model, reference, samples, args, tok.eos_token_id,
+                                                             device)
         final_reward = torch.tensor([s.reward for s in samples], dtype=torch.float32)
 
         # 5. Per-token rewards and advantages: REINFORCE++ (r_t = -β·KL_t, the outcome
@@ -332,6 +398,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                                   reduce=all_reduce_sum)
 
         # 6. PPO-clip updates: mini-batches of this iteration's samples, micro-batched.
+        targets = LossTargets(old_logp, ref_logp, old_values, adv, returns)
         stats = {"clipped_tokens": 0.0, "approx_kl_old": 0.0, "entropy": 0.0, "trained_tokens": 0.0}  # sums
         g = torch.Generator().manual_seed(derive_seed(args.seed, "mini-batches", iteration))
         grad_norms = []  # each optimiser step's norm before clipping
@@ -340,21 +407,15 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             shuffled = torch.randperm(len(samples), generator=g).tolist()
             for mini in split_evenly(shuffled, args.mini_batches):
                 total_tokens = float(all_reduce_sum(mask[mini].sum() if mini else torch.zeros(())).clamp(min=1.0))
-                for idx in micro_batches(mini, args.micro_batch_size):
-                    lp, ent, v, m = forward_batch(model, samples, idx, tok.eos_token_id, args.temperature, device)
-                    loss, s = policy_loss(lp, rows(old_logp, idx, lp), rows(adv, idx, lp), m, total_tokens,
-                                          args.clip_eps)
-                    if returns is not None:
-                        loss = loss + args.value_coef * value_loss(v, rows(old_values, idx, lp), rows(returns, idx, lp),
-                                                                   m, total_tokens, args.value_clip)
-                    if kl_in_loss(args.estimator):
-                        k3 = kl_estimate(lp, rows(ref_logp, idx, lp), "k3")
-                        loss = loss + args.beta * (k3 * m).sum() / total_tokens
+                # Samples come in problem order: sorted, a micro-batch holds one problem's
+                # paths where it can, which share a prompt and steps for packing to reuse.
+                # (The loss is a sum over the mini-batch: its order does not change it.)
+                for idx in micro_batches(sorted(mini), args.micro_batch_size):
+                    loss, sums = micro_batch_loss(model, samples, idx, targets, total_tokens, args, tok.eos_token_id,
+                                               device)
                     (loss * info.world_size).backward()  # FSDP averages over ranks: undo it
-                    stats["clipped_tokens"] += s["clipped_tokens"]
-                    stats["approx_kl_old"] += s["approx_kl_old_sum"]
-                    stats["entropy"] += float((ent.detach() * m).sum())
-                    stats["trained_tokens"] += float(m.sum())
+                    for k in stats:
+                        stats[k] += sums[k]
                 norm = clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")
                 grad_norms.append(float(norm))
         scheduler.step()

@@ -31,8 +31,10 @@ Top to bottom, a run does:
 3. **Greedy accuracy before** on held-out problems (train/accuracy.py).
 4. **Training.** Next-token loss on the response only (train/sequences.py), normalised by
    the number of response tokens in the whole optimiser step across micro-batches and
-   ranks; AdamW (β = 0.9, 0.95, weight decay 0.1, as the paper), linear warm-up then
-   cosine decay, gradient clipping, accumulation, bf16 autocast on CUDA.
+   ranks; each micro-batch packed into one tree, so a prompt or step that rows share is
+   computed once (model/tree_packing.py; `--no-tree-packing` turns it off); AdamW
+   (β = 0.9, 0.95, weight decay 0.1, as the paper), linear warm-up then cosine decay,
+   gradient clipping, accumulation, bf16 autocast on CUDA.
 5. **Export** a Hugging Face directory (OUT/final), then **greedy accuracy after** on the
    same held-out problems; OUT/summary.json holds both.
 
@@ -60,6 +62,7 @@ from model import DEFAULT_MODEL, EMBEDDED_MODELS, SMALL_MODEL, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_float, positive_int, run_cli)
 from model.context import STEP_TAG_TOKENS, search_path_tokens
+from model.tree_packing import pack_paths
 from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
 from train.accuracy import greedy_accuracy
@@ -129,6 +132,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=positive_int, help=f"passes over the SFT rows (paper: 10) {preset('epochs')}")
     p.add_argument("--batch-size", type=positive_int,
                    help=f"sequences per optimiser step, over all ranks {preset('batch_size')}")
+    p.add_argument("--tree-packing", action=argparse.BooleanOptionalAction, default=True,
+                   help="run each micro-batch as one packed tree, each shared prefix once (model/tree_packing.py); "
+                        "--no-tree-packing runs every row as its own padded sequence (same loss and gradients up "
+                        "to rounding)")
     p.add_argument("--micro-batch-size", type=positive_int,
                    help=f"sequences per forward pass on one rank {preset('micro_batch_size')}")
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (paper: 7e-6 for 7B models) {preset('lr')}")
@@ -261,14 +268,24 @@ def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad
     averages gradients over ranks, so each rank's loss is scaled by the world size to
     make that average the gradient of the sum.
     """
+    if args.tree_packing:
+        # Rows that share a prefix (the prompt of one problem; a cross-verified merge and
+        # its correct twin share their first steps) sort next to each other, so a
+        # micro-batch packs them into one tree and computes the shared tokens once. The
+        # loss is a sum over the step, so the order within it does not change it.
+        sequences = sorted(sequences, key=lambda s: s.tokens)
     micro = [sequences[i:i + args.micro_batch_size] for i in range(0, len(sequences), args.micro_batch_size)]
     batches = [collate(m, pad_id).to(device) for m in micro]
+    trees = [pack_paths([s.tokens for s in m]).to(device) if args.tree_packing else None for m in micro]
     local_tokens = torch.tensor(float(sum(b.num_loss_tokens for b in batches)), device=device)
     total_tokens = all_reduce_sum(local_tokens).clamp(min=1.0)
     loss_sum = torch.zeros((), device=device)
-    for batch in batches:
+    for batch, tree in zip(batches, trees, strict=True):
         with autocast(device):
-            logprobs, _ = model(batch.inputs, targets=batch.targets)  # fp32[B, T]
+            if tree is None:
+                logprobs, _ = model(batch.inputs, targets=batch.targets)  # fp32[B, T]
+            else:  # [N] over the trie, gathered into the batch's [B, T] layout
+                logprobs = tree.per_path(model(tree=tree)[0])
         loss = -(logprobs * batch.loss_mask).sum() / total_tokens
         (loss * world_size).backward()
         loss_sum += loss.detach()
