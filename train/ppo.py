@@ -13,6 +13,8 @@ One iteration, top to bottom (each numbered block in `main` below is one of thes
    branches on which functional token comes next, ranked by the policy's own probability
    of each allowed tag; each step's text is sampled from the policy. Every distinct
    root-to-leaf path is one sample (the paper's 16 rollouts a problem = 16 paths).
+   `--rollout-search sampling` is the paper's w/o-MCTS ablation: as many whole answers
+   sampled from the prompt, no tree.
 3. **Score** — the outcome reward of each leaf: 1 correct, 0.1 answered but wrong, 0 no
    answer (rftt/rewards.py; `reward_fn` replaces it).
 4. **Old and reference log-probs** — one forward of the policy and one of the frozen
@@ -71,7 +73,7 @@ from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
 from train.presets import add_preset_flag, apply_preset
 from train.prompt_lengths import check_problem_prompts
-from train.rollouts import Sample, collect_rollouts, function_counts
+from train.rollouts import Sample, collect_rollouts, function_counts, sample_rollouts
 from train.schedule import make_scheduler
 from train.seeds import derive_seed
 from train.sequences import Sequence, collate
@@ -110,6 +112,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--problems-per-iteration", type=positive_int,
                    help=f"problems searched each iteration, over all ranks {preset('problems_per_iteration')}")
     p.add_argument("--rollouts", type=positive_int, help=f"MCTS rollouts a problem (paper: 16) {preset('rollouts')}")
+    p.add_argument("--rollout-search", choices=("mcts", "sampling"), default="mcts",
+                   help="mcts: functional-token MCTS, each distinct path a sample (the paper's RFTT); sampling: "
+                        "--rollouts whole answers sampled from the prompt with no tree (the paper's w/o-MCTS "
+                        "ablation), each capped at the search's path budget")
     p.add_argument("--depth", type=positive_int, help=f"most steps in a path (paper: 18) {preset('depth')}")
     p.add_argument("--parallel-rollouts", type=positive_int,
                    help=f"rollouts of each tree advanced together in one wave (virtual loss): a decode batch "
@@ -374,11 +380,16 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         rollout_model.eval()
         computed_before = engine.tokens_computed
         with torch.inference_mode():
-            samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
-                                              max_step_tokens=args.max_step_tokens, temperature=args.temperature,
-                                              seed=derive_seed(args.seed, "rollouts", iteration, info.rank),
-                                              progress=info.is_main, reward_fn=reward_fn,
-                                              parallel_rollouts=args.parallel_rollouts)
+            seed = derive_seed(args.seed, "rollouts", iteration, info.rank)
+            if args.rollout_search == "mcts":
+                samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
+                                                  max_step_tokens=args.max_step_tokens, temperature=args.temperature,
+                                                  seed=seed, progress=info.is_main, reward_fn=reward_fn,
+                                                  parallel_rollouts=args.parallel_rollouts)
+            else:  # the "w/o MCTS" ablation: as many whole answers as MCTS gives paths, no tree
+                samples, roots = sample_rollouts(engine, tok, mine, samples_per_problem=args.rollouts,
+                                                 max_new_tokens=path_tokens, temperature=args.temperature, seed=seed,
+                                                 reward_fn=reward_fn), None
         rollout_s = time.time() - t0
         rollout_tokens = engine.tokens_computed - computed_before
 

@@ -19,9 +19,11 @@ from rftt.functional_search import FunctionalTokenEnv
 from rftt.grading import extract_answer
 from rftt.prompts import solve_prompt_ids
 from rftt.rewards import RewardFn, outcome_reward
+from rftt.steps import parse_steps
 from search.engine import Engine
 from search.mcts import search
 from search.sampling import SamplingParams
+from train.accuracy import stop_ids
 from train.sequences import Sequence
 
 
@@ -55,6 +57,30 @@ def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, roll
             samples.append(Sample(i, Sequence(tokens, len(prompts[i])), float(leaf.reward),
                                   [n.action for n in leaf.path()[1:]], response, extract_answer(response)))
     return samples, roots
+
+
+def sample_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, samples_per_problem: int,
+                    max_new_tokens: int, temperature: float, seed: int,
+                    reward_fn: RewardFn = outcome_reward) -> list[Sample]:
+    """The paper's "w/o MCTS" ablation (§4.3): no tree, `samples_per_problem` whole answers
+    sampled from each solver prompt at `temperature`, each until EOS, `</output>` or
+    `max_new_tokens` (give it the search's path budget). The model still writes its own
+    functional tokens; nothing makes it branch on them. All answers of all problems
+    decode in one engine batch, sharing their prompt's KV."""
+    prompts = [solve_prompt_ids(tokenizer, p.question) for p in problems]
+    seeds = iter(range(seed * 1_000_003, seed * 1_000_003 + len(prompts) * (samples_per_problem + 1)))
+    roots = engine.prefill(prompts, [next(seeds) for _ in prompts])
+    branches = [(i, engine.fork(root, next(seeds))) for i, root in enumerate(roots) for _ in range(samples_per_problem)]
+    engine.decode([b for _, b in branches], SamplingParams(temperature=temperature), max_new_tokens,
+                  stop_ids(tokenizer))
+    samples = []
+    for i, branch in branches:
+        response = tokenizer.decode(branch.generated)
+        parsed = parse_steps(response)
+        samples.append(Sample(i, Sequence(engine.text_tokens(branch), len(prompts[i])),
+                              float(reward_fn(response, problems[i].answer)), [st.function for st in parsed.steps],
+                              response, extract_answer(response)))
+    return samples
 
 
 def function_counts(samples: list[Sample]) -> dict[str, int]:
