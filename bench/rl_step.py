@@ -1,8 +1,8 @@
 """One PPO iteration, phase by phase, each optimisation on and off side by side.
 
-    python bench/rl_step.py                                  # embedded SmolLM2-135M-Instruct, fp32, CPU
+    python bench/rl_step.py                                  # the embedded default (Qwen2.5-Coder-0.5B), fp32
+    python bench/rl_step.py --model smollm2-135m-instruct    # the 135M model: ~3 min on 2 CPU cores
     python bench/rl_step.py --json                           # last stdout line: one JSON object
-    python bench/rl_step.py --model qwen2.5-0.5b-instruct --problems 8 --rollouts 16
 
 The iteration is train/ppo.py's, on P arithmetic problems (the generator's train split,
 seeded), without the optimiser step (which both variants would share):
@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 
 import torch  # noqa: E402
 
-from model import SMALL_MODEL  # noqa: E402
+from model import DEFAULT_MODEL  # noqa: E402
 from model.cli import positive_int  # noqa: E402
 from model.context import search_path_tokens  # noqa: E402
 from model.tree_packing import pack_paths  # noqa: E402
@@ -92,8 +93,8 @@ def _sync(device: torch.device) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=SMALL_MODEL,
-                        help=f"an embedded model name or a Hugging Face directory (default {SMALL_MODEL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"an embedded model name or a Hugging Face directory (default {DEFAULT_MODEL})")
     parser.add_argument("--problems", type=positive_int, default=4, help="P: problems (default 4)")
     parser.add_argument("--rollouts", type=positive_int, default=8, help="R: MCTS rollouts a problem (default 8)")
     parser.add_argument("--depth", type=positive_int, default=3, help="D: steps a path at most (default 3)")
@@ -221,6 +222,17 @@ def check_layouts(samples, groups, trees, batches) -> None:
                 raise AssertionError(f"sample {i}: mask is not exactly its response tokens")
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """The process's memory high-water mark so far, MiB: on CUDA the allocator's peak
+    (then reset, so the next variant starts from zero); on CPU the peak resident set
+    (it cannot be reset: a later variant only shows if it raises the mark)."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+        return peak
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def grad_snapshot(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -315,9 +327,11 @@ def measure(args: argparse.Namespace) -> dict:
     up_args = (policy, samples, groups, trees, batches)
     dense |= variant_update("per_path", *up_args, dense["old"], adv, total_tokens, args, pad_id)
     g_dense = grad_snapshot(policy)
+    dense["peak_memory_mb"] = peak_memory_mb(device)
     packed = variant_logprobs("packed", *lp_args)
     packed |= variant_update("packed", *up_args, packed["old"], adv, total_tokens, args, pad_id)
     g_packed = grad_snapshot(policy)
+    packed["peak_memory_mb"] = peak_memory_mb(device)
     policy.zero_grad(set_to_none=True)
     for v in (dense, packed):
         v["wall_s"] = v["logprobs_s"] + v["update_s"]
@@ -367,6 +381,8 @@ def measure(args: argparse.Namespace) -> dict:
         "wall_s_logprobs_packed": packed["logprobs_s"],
         "wall_s_update_per_path": dense["update_s"],
         "wall_s_update_packed": packed["update_s"],
+        "peak_memory_mb_after_per_path": dense["peak_memory_mb"],
+        "peak_memory_mb_after_packed": packed["peak_memory_mb"],
         "loss_per_path": dense["loss"],
         "loss_packed": packed["loss"],
         "loss_rel_diff": rel,
@@ -390,6 +406,8 @@ def print_table(r: dict) -> None:
     for k in ("per_path", "packed"):
         print(f"{k:<10} {r[f'train_tokens_per_s_{k}']:10.1f} {r[f'wall_s_logprobs_{k}']:8.2f} "
               f"{r[f'wall_s_update_{k}']:9.2f} {r[f'tokens_computed_{k}']:9d}")
+    print(f"peak memory MiB: after per-path {r['peak_memory_mb_after_per_path']:.0f}, after packed "
+          f"{r['peak_memory_mb_after_packed']:.0f}")
     print(f"loss rel diff {r['loss_rel_diff']:.2e}; grad max rel diff {r['grad_max_rel_diff']:.2e}; "
           f"old log-prob max abs diff {r['old_logprob_max_abs_diff']:.2e}; total {r['wall_s_total']:.1f} s")
 
