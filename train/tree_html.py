@@ -51,7 +51,8 @@ ul.tree ul > li::before { content: ""; position: absolute; left: -14px; top: 0; 
 ul.tree ul > li:last-child::before { bottom: auto; height: 14px; }
 ul.tree ul > li::after { content: ""; position: absolute; left: -14px; top: 14px; width: 10px;
                          border-top: 1px solid #bbb; }
-li.node { margin: 4px 0; }
+li.node { margin: 6px 0; }
+h2 { font-size: 17px; margin: 0 0 4px; }
 .box { border: 1px solid #ccc; border-left: 4px solid #ccc; border-radius: 4px; padding: 3px 8px;
        background: #fff; max-width: 1100px; }
 /* The chosen path: a blue outline and tint; a leaf's left edge keeps its reward colour. */
