@@ -1,12 +1,12 @@
-"""Every flag of the training, evaluation and solving commands explains itself in --help,
-preset-dependent defaults included."""
+"""Every flag of the training, evaluation, solving and tree-viewing commands explains
+itself in --help, preset-dependent defaults included."""
 
 import argparse
 
 import pytest
 
 from train import eval as eval_cli
-from train import ppo, sft, solve
+from train import ppo, sft, solve, tree_html
 from train.presets import preset_note
 
 
@@ -28,7 +28,7 @@ def _parser_of(entry, monkeypatch) -> argparse.ArgumentParser:
     return seen[0]
 
 
-@pytest.mark.parametrize("entry", [sft.parse_args, ppo.parse_args, eval_cli.main, solve.main])
+@pytest.mark.parametrize("entry", [sft.parse_args, ppo.parse_args, eval_cli.main, solve.main, tree_html.main])
 def test_every_flag_has_help(entry, monkeypatch):
     parser = _parser_of(entry, monkeypatch)
     silent = [a.option_strings for a in parser._actions if not (a.help or "").strip()]

@@ -72,6 +72,10 @@ def test_reward_rises_on_a_toy_task(checkpoint, tmp_path):
     assert 0 <= rows[-1]["clip_fraction"] <= 1 and rows[-1]["entropy"] > 0
     trees = json.loads((tmp_path / "run" / "samples" / "iteration_00010.json").read_text())
     assert len(trees) == 8 and all(t["leaves"] for t in trees)
+    assert all(t["tree"]["visits"] == 2 for t in trees)  # --rollouts 2, the nested tree beside the leaves
+    for i in range(1, 11):  # every iteration writes its trees and the page that shows them
+        page = (tmp_path / "run" / "samples" / f"iteration_{i:05d}.html").read_text()
+        assert (tmp_path / "run" / "samples" / f"iteration_{i:05d}.json").exists() and "data-node-id" in page
 
 
 @pytest.mark.parametrize("estimator", ["gae", "grpo"])

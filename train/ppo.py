@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         metrics.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
         if info.is_main:
-            _write_trees(out / "samples" / f"iteration_{iteration + 1:05d}.json", mine, samples)
+            _write_trees(out / "samples" / f"iteration_{iteration + 1:05d}.json", mine, samples, roots)
         summary = row
         if (iteration + 1) % args.checkpoint_every == 0 or iteration + 1 == args.iterations:
             save_checkpoint(out, iteration + 1, model, optimizer, {"scheduler": scheduler.state_dict()}, info)
@@ -486,13 +486,14 @@ def _draw(problems: list[Problem], iteration: int, n: int, seed: int) -> list[Pr
     return [problems[i] for i in torch.randperm(len(problems), generator=g)[:n].tolist()]
 
 
-def _write_trees(path: Path, problems: list[Problem], samples: list[Sample]) -> None:
-    trees = []
-    for i, p in enumerate(problems):
-        leaves = [{"functions": s.functions, "reward": s.reward, "answer": s.answer, "response": s.response}
-                  for s in samples if s.problem == i]
-        trees.append({"question": p.question, "gold": p.answer, "leaves": leaves})
-    path.write_text(json.dumps(trees, indent=1))
+def _write_trees(path: Path, problems: list[Problem], samples: list[Sample], roots: list) -> None:
+    """The iteration's trees as JSON (train/sample_trees.py) and, next to it, the page
+    that shows them (train/tree_html.py). `roots` are collect_rollouts' search trees."""
+    from train.sample_trees import write_sample_trees  # the viewer's modules: only this helper needs them
+    from train.tree_html import render_tree_html
+
+    records = write_sample_trees(path, problems, samples, roots)
+    path.with_suffix(".html").write_text(render_tree_html(records, title=f"RFTT sample trees: {path.name}"))
 
 
 if __name__ == "__main__":
