@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         model.train()
         old_logp, ref_logp, old_values, mask = score_samples(model, reference, samples, args, tok.eos_token_id,
                                                              device)
+        score_s = time.time() - t0 - rollout_s
         final_reward = torch.tensor([s.reward for s in samples], dtype=torch.float32)
 
         # 5. Per-token rewards and advantages: REINFORCE++ (r_t = -β·KL_t, the outcome
@@ -456,6 +457,10 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             "rollout_tokens_per_s": round(total["rollout_tokens"] / max(rollout_s, 1e-9), 1),
             "train_tokens_per_s": round(total["trained_tokens"] / max(train_s, 1e-9), 1),
             "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+            # Wall seconds of this rank's phases (2-3 rollouts, 4 old/ref log-probs, 6 update)
+            # and of the whole iteration before logging and checkpointing.
+            "seconds": {"rollouts": round(rollout_s, 2), "logprobs": round(score_s, 2), "update": round(train_s, 2),
+                        "iteration": round(time.time() - t0, 2)},
         }
         metrics.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
