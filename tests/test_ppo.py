@@ -128,10 +128,11 @@ def test_sampling_ablation_draws_whole_answers_instead_of_a_tree(checkpoint, tmp
     prompt, capped at the search's path budget; seeded (the same command, the same run)."""
     for out in ("a", "b"):
         main(_toy(checkpoint, tmp_path / out, 1, "--rollout-search", "sampling", "--rollouts", "3"))
-    timings = {"time", "rollout_tokens_per_s", "train_tokens_per_s"}
+    timings = {"time", "rollout_tokens_per_s", "train_tokens_per_s", "seconds"}
     rows, again = ([{k: v for k, v in r.items() if k not in timings} for r in _metrics(tmp_path / out)]
                    for out in ("a", "b"))
     assert rows[0]["samples"] == 8 * 3  # exactly the rollouts: no tree merges duplicate paths
     assert rows == again and rows[0]["grad_norm"] > 0
     trees = json.loads(next((tmp_path / "a" / "samples").glob("iteration_*.json")).read_text())
-    assert len(trees) == 8 and all(len(t["leaves"]) == 3 for t in trees)
+    assert len(trees) == 8 and all(len(t["leaves"]) == 3 and "tree" not in t for t in trees)
+    assert not list((tmp_path / "a" / "samples").glob("*.html"))  # no tree, no page

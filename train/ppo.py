@@ -491,14 +491,16 @@ def _draw(problems: list[Problem], iteration: int, n: int, seed: int) -> list[Pr
     return [problems[i] for i in torch.randperm(len(problems), generator=g)[:n].tolist()]
 
 
-def _write_trees(path: Path, problems: list[Problem], samples: list[Sample], roots: list) -> None:
+def _write_trees(path: Path, problems: list[Problem], samples: list[Sample], roots: list | None) -> None:
     """The iteration's trees as JSON (train/sample_trees.py) and, next to it, the page
-    that shows them (train/tree_html.py). `roots` are collect_rollouts' search trees."""
+    that shows them (train/tree_html.py). `roots` are collect_rollouts' search trees;
+    None (sampled answers, no tree): the JSON's flat leaves only, no page."""
     from train.sample_trees import write_sample_trees  # the viewer's modules: only this helper needs them
     from train.tree_html import render_tree_html
 
     records = write_sample_trees(path, problems, samples, roots)
-    path.with_suffix(".html").write_text(render_tree_html(records, title=f"RFTT sample trees: {path.name}"))
+    if roots is not None:
+        path.with_suffix(".html").write_text(render_tree_html(records, title=f"RFTT sample trees: {path.name}"))
 
 
 if __name__ == "__main__":

@@ -80,9 +80,14 @@ def leaf_ids(tree: dict) -> list[str]:
     return own + [i for child in tree["children"] for i in leaf_ids(child)]
 
 
-def sample_tree_records(problems: list[Problem], samples: list[Sample], roots: list[TreeNode]) -> list[dict]:
+def sample_tree_records(problems: list[Problem], samples: list[Sample], roots: list[TreeNode] | None) -> list[dict]:
     """One record per problem: question, gold, the flat `leaves` (each also naming its
-    tree `node`) and the nested `tree`."""
+    tree `node`) and the nested `tree`. Without `roots` (samples drawn with no search,
+    train.ppo --rollout-search sampling) only question, gold and the flat leaves."""
+    if roots is None:
+        return [{"question": p.question, "gold": p.answer,
+                 "leaves": [{"functions": s.functions, "reward": s.reward, "answer": s.answer, "response": s.response}
+                            for s in samples if s.problem == i]} for i, p in enumerate(problems)]
     records = []
     for i, (problem, root) in enumerate(zip(problems, roots, strict=True)):
         mine = [s for s in samples if s.problem == i]
@@ -94,7 +99,7 @@ def sample_tree_records(problems: list[Problem], samples: list[Sample], roots: l
 
 
 def write_sample_trees(path: Path, problems: list[Problem], samples: list[Sample],
-                       roots: list[TreeNode]) -> list[dict]:
+                       roots: list[TreeNode] | None) -> list[dict]:
     """Writes the records as JSON to `path`; returns them (for the HTML view)."""
     records = sample_tree_records(problems, samples, roots)
     Path(path).write_text(json.dumps(records, indent=1))
