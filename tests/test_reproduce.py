@@ -111,7 +111,8 @@ def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
         assert m["n"] == 4, name
         assert set(m["mcts"]) == {"1", "4", "16"}
         for fig in [m["greedy"], *m["mcts"].values()]:
-            assert set(fig) == {"accuracy", "correct", "n", "ci95"} and fig["ci95"][0] <= fig["accuracy"] <= fig["ci95"][1]
+            assert set(fig) == {"accuracy", "correct", "n", "ci95"}
+            assert fig["ci95"][0] <= fig["accuracy"] <= fig["ci95"][1]
         assert set(m["levels"]) == {"1", "2", "3", "4"}
         for level in m["levels"].values():
             assert level["n"] == 1 and level["greedy"]["n"] == 1 and set(level["mcts"]) == {"1", "4", "16"}
@@ -183,3 +184,13 @@ def test_sft_no_merges_drops_the_cross_verified_rows(tmp_path):
         kept = sft.build_or_load_rows(args, tmp_path, None, None, [], is_main=True)
         assert [r["kind"] for r in kept] == kinds
     assert sft.parse_args(["--no-merges"]).no_merges and not sft.parse_args([]).no_merges
+
+
+def test_the_plot_is_written_when_matplotlib_is_there(whole, tmp_path):
+    pytest.importorskip("matplotlib")
+    from train.learning_plot import plot_learning
+
+    assert (whole[0] / "learning.png").is_file()
+    models = {"base": {"n": 4, "greedy": figure(1, 4), "mcts": {"1": figure(0, 4), "4": figure(2, 4)}}}
+    assert plot_learning(models, {"ppo": whole[1]["rl"]["ppo"]}, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0

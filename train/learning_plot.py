@@ -23,20 +23,25 @@ def plot_learning(models: dict[str, dict], rl: dict[str, list[dict]], path: Path
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    greedy_x = 0.5  # greedy sits left of MCTS@1 on the log axis, with its own tick
+    ticks = {greedy_x}
     for i, (name, m) in enumerate(models.items()):
         color = f"C{i}"
+        shift = 2 ** (0.05 * (i - (len(models) - 1) / 2))  # side by side, so the error bars stay apart
         budgets = sorted(m["mcts"], key=int)
+        ticks.update(int(b) for b in budgets)
         if budgets:
             figs = [m["mcts"][b] for b in budgets]
-            left.errorbar([int(b) for b in budgets], [f["accuracy"] for f in figs], yerr=_errors(figs), color=color,
-                          marker="o", capsize=3, label=f"{name} MCTS")
+            left.errorbar([int(b) * shift for b in budgets], [f["accuracy"] for f in figs], yerr=_errors(figs),
+                          color=color, marker="o", capsize=3, label=f"{name}: MCTS")
         greedy = m["greedy"]
         left.axhline(greedy["accuracy"], color=color, linestyle="--", linewidth=1)
-        left.errorbar([0.8], [greedy["accuracy"]], yerr=_errors([greedy]), color=color, marker="s", capsize=3,
-                      label=f"{name} greedy")
+        left.errorbar([greedy_x * shift], [greedy["accuracy"]], yerr=_errors([greedy]), color=color, marker="s",
+                      capsize=3, label=f"{name}: greedy (dashed)")
     left.set_xscale("log", base=2)
-    left.set_xlabel("MCTS rollouts per problem (greedy: square at left, dashed)")
-    left.set_ylabel("held-out accuracy")
+    left.set_xticks(sorted(ticks), ["greedy" if t == greedy_x else str(t) for t in sorted(ticks)])
+    left.set_xlabel("MCTS rollouts per problem, majority vote")
+    left.set_ylabel("held-out accuracy (95% interval)")
     left.set_ylim(0, 1)
     left.legend(fontsize=7)
     colors = {name: f"C{i}" for i, name in enumerate(models)}  # a run's RL curve in its model's colour
@@ -48,6 +53,7 @@ def plot_learning(models: dict[str, dict], rl: dict[str, list[dict]], path: Path
         right.plot(steps, [c["reward"] for c in curve], color=color, marker=".", label=f"{name} reward")
         right.plot(steps, [c["accuracy"]["accuracy"] for c in curve], color=color, linestyle=":", marker=".",
                    label=f"{name} accuracy")
+    right.xaxis.get_major_locator().set_params(integer=True)
     right.set_xlabel("RL iteration")
     right.set_ylabel("mean reward / share correct (rollouts)")
     right.legend(fontsize=7)

@@ -3,7 +3,8 @@
     python -m train.reproduce                                  # embedded Qwen default: hours on a CPU
     python -m train.reproduce --preset tiny --out runs/repro_tiny   # a tiny random model: seconds a stage
     python -m train.reproduce --ablations no-sft,sampling,no-merges --publish
-    python -m train.reproduce --ppo-args "--iterations 50 --problems-per-iteration 8" --eval-args="--parallel-rollouts=8"
+    python -m train.reproduce --ppo-args "--iterations 50 --problems-per-iteration 8" \\
+        --eval-args="--parallel-rollouts=8"
 
 Stages, in order, each in its own directory OUT/<stage> (train.sft and train.ppo run
 in this process, called with the argv each stage records):
@@ -52,7 +53,8 @@ import sys
 from pathlib import Path
 
 from model import DEFAULT_MODEL, EMBEDDED_MODELS
-from model.cli import HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_int, positive_int, run_cli
+from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_int,
+                       positive_int, run_cli)
 from rftt.data import ALL_LEVELS, generate_arithmetic
 from train import eval as eval_cli
 from train import ppo, sft
@@ -91,7 +93,8 @@ def ablation_list(text: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [x for x in names if x not in ABLATIONS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown ablation(s) {', '.join(unknown)}; choose from {', '.join(ABLATIONS)}")
+        raise argparse.ArgumentTypeError(f"unknown ablation(s) {', '.join(unknown)}; "
+                                         f"choose from {', '.join(ABLATIONS)}")
     return [a for a in ABLATIONS if a in names]
 
 
