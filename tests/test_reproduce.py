@@ -133,6 +133,9 @@ def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
 
 
 def test_a_stopped_run_skips_finished_stages_when_rerun_and_gives_the_same_figures(whole, tmp_path, monkeypatch):
+    """Stopped after the SFT stage, then killed inside PPO after its first iteration's
+    checkpoint, then run to the end: finished stages never run again, PPO resumes from
+    its checkpoint, and the figures (and PPO's last iteration) equal an uninterrupted run's."""
     out = tmp_path / "stopped"
     argv = [*TINY, "--out", str(out)]
     with pytest.raises(SystemExit) as stopped:
@@ -142,11 +145,18 @@ def test_a_stopped_run_skips_finished_stages_when_rerun_and_gives_the_same_figur
     finished = {name: (out / name / "done.json").stat().st_mtime_ns for name in CORE_STAGES[:4]}
 
     calls = []
-    real_sft = sft.main
+    real_sft, real_ppo = sft.main, ppo.main
     monkeypatch.setattr(sft, "main", lambda a: calls.append(a) or real_sft(a))
+    monkeypatch.setattr(ppo, "main", lambda a: real_ppo([*a, "--stop-after", "1"]))  # killed mid-stage
+    with pytest.raises(SystemExit):
+        reproduce.main(argv)
+    assert (out / "ppo" / "settings.json").is_file() and not (out / "ppo" / "done.json").exists()
+
+    monkeypatch.setattr(ppo, "main", real_ppo)
     learning = reproduce.main(argv)
     assert calls == []  # the finished SFT stage did not run again
     assert {name: (out / name / "done.json").stat().st_mtime_ns for name in finished} == finished
+    assert learning["stages"]["ppo"]["resumed"] and not learning["stages"]["sft"]["resumed"]
     assert _figures(learning) == _figures(whole[1])
     done = json.loads((out / "ppo" / "done.json").read_text())["result"]
     first = json.loads((whole[0] / "ppo" / "done.json").read_text())["result"]
