@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from train import eval as eval_cli
-from train import ppo, sft, solve, tree_html
+from train import ppo, reproduce, sft, solve, tree_html
 from train.presets import preset_note
 
 
@@ -28,14 +28,15 @@ def _parser_of(entry, monkeypatch) -> argparse.ArgumentParser:
     return seen[0]
 
 
-@pytest.mark.parametrize("entry", [sft.parse_args, ppo.parse_args, eval_cli.main, solve.main, tree_html.main])
+@pytest.mark.parametrize("entry", [sft.parse_args, ppo.parse_args, eval_cli.main, solve.main, tree_html.main,
+                                   reproduce.parse_args])
 def test_every_flag_has_help(entry, monkeypatch):
     parser = _parser_of(entry, monkeypatch)
     silent = [a.option_strings for a in parser._actions if not (a.help or "").strip()]
     assert not silent
 
 
-@pytest.mark.parametrize("module", [sft, ppo])
+@pytest.mark.parametrize("module", [sft, ppo, reproduce])
 def test_help_shows_every_presets_values(module, monkeypatch):
     text = " ".join(_parser_of(module.parse_args, monkeypatch).format_help().split())
     for key in module.PRESETS["default"]:

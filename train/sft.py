@@ -129,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="add the worked solution (as steps) of every problem the search found no correct path "
                         f"for (not in the paper; default: on for {SMALL_MODEL} only, where the search finds "
                         "a correct path for few problems)")
+    p.add_argument("--no-merges", action="store_true",
+                   help="train without the cross-verified merges (rows of kind 'verified'): the paper's data "
+                        "minus its merges, an ablation (train.reproduce --ablations no-merges)")
     p.add_argument("--epochs", type=positive_int, help=f"passes over the SFT rows (paper: 10) {preset('epochs')}")
     p.add_argument("--batch-size", type=positive_int,
                    help=f"sequences per optimiser step, over all ranks {preset('batch_size')}")
@@ -217,7 +220,7 @@ def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem
     from rftt.sft_data import build_sft_data, read_sft_jsonl, write_jsonl
 
     if _is_sft_rows_file(args.data):
-        return read_sft_jsonl(args.data)
+        return _without_merges(read_sft_jsonl(args.data), args.no_merges, args.data)
     cache = out / "sft_data.jsonl"
     if not cache.is_file() and is_main:
         if args.data == "reference":
@@ -237,11 +240,23 @@ def build_or_load_rows(args, out: Path, model, tok, train_problems: list[Problem
         write_jsonl(cache, rows)  # the searched rows first: they are the expensive part
         (out / "sft_data_stats.json").write_text(json.dumps(stats, indent=2, default=str))
     barrier()
-    rows = read_sft_jsonl(cache)
+    # The cache keeps every row the search made; --no-merges filters on the way out, so the
+    # checkpoints' data fingerprint tells a run with merges from one without.
+    rows = _without_merges(read_sft_jsonl(cache), args.no_merges, str(cache))
     if not rows:
         raise SystemExit(f"{cache}: the search found no correct path on any of {len(train_problems)} problems; "
                          "try more --rollouts or --train-problems, or --data reference")
     return rows
+
+
+def _without_merges(rows: list[dict], drop: bool, source: str) -> list[dict]:
+    """The rows, less the cross-verified merges (kind "verified") when `drop` (--no-merges)."""
+    if not drop:
+        return rows
+    kept = [r for r in rows if r.get("kind") != "verified"]
+    if rows and not kept:
+        raise SystemExit(f"{source}: every row is a cross-verified merge; --no-merges leaves nothing to train on")
+    return kept
 
 
 def data_order(num_rows: int, epochs: int, seed: int) -> list[int]:

@@ -1,0 +1,78 @@
+"""The paper's table in miniature, from train.eval summaries: each model's greedy and
+MCTS majority-vote accuracy, overall and per level, every figure with its 95% Wilson
+interval (train/intervals.py); the RL curves from a train.ppo metrics.jsonl; and the
+markdown table a README can paste.
+
+train.eval reports accuracies and group sizes, not counts; correct = round(accuracy·n)
+recovers the count exactly (accuracy is k/n in floating point).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .intervals import figure
+
+
+def _count(accuracy: float, n: int) -> int:
+    return int(round(accuracy * n))
+
+
+def _levels_of(block: dict, n: int, only_level: str | None) -> dict[str, dict]:
+    """{level: figure} of one eval block ({"accuracy", "level": {...}}). train.eval leaves
+    the breakdown out when every problem has one level: that level is then the whole."""
+    if "level" in block:
+        return {lv: figure(_count(g["accuracy"], g["n"]), g["n"]) for lv, g in block["level"].items()}
+    return {only_level: figure(_count(block["accuracy"], n), n)} if only_level is not None else {}
+
+
+def model_figures(summary: dict, levels: list[int]) -> dict:
+    """One model's entry of learning.json from its train.eval summary:
+    {"n", "greedy": fig, "mcts": {"1": fig, ...}, "levels": {"1": {"n", "greedy", "mcts"}}},
+    fig = {"accuracy", "correct", "n", "ci95": [low, high]}."""
+    n = summary["problems"]
+    only = str(levels[0]) if len(levels) == 1 else None
+    greedy, mcts = summary["greedy"], summary.get("mcts", {})
+    out = {"n": n, "greedy": figure(_count(greedy["accuracy"], n), n),
+           "mcts": {b: figure(_count(m["accuracy"], n), n) for b, m in sorted(mcts.items(), key=lambda kv: int(kv[0]))}}
+    per_level: dict[str, dict] = {}
+    for lv, fig in _levels_of(greedy, n, only).items():
+        per_level[lv] = {"n": fig["n"], "greedy": fig, "mcts": {}}
+    for b, m in out["mcts"].items():
+        for lv, fig in _levels_of(mcts[b], n, only).items():
+            per_level.setdefault(lv, {"n": fig["n"], "greedy": None, "mcts": {}})["mcts"][b] = fig
+    out["levels"] = dict(sorted(per_level.items(), key=lambda kv: int(kv[0])))
+    return out
+
+
+def rl_curve(metrics_path: Path) -> list[dict]:
+    """Per RL iteration: reward (mean over samples) and accuracy (share of samples with
+    reward 1), with its interval over the iteration's samples."""
+    curve = []
+    if not metrics_path.is_file():
+        return curve
+    for line in metrics_path.read_text().splitlines():
+        row = json.loads(line)
+        n = int(row.get("samples", 0))
+        curve.append({"iteration": row["step"], "reward": row["reward"], "samples": n,
+                      "accuracy": figure(_count(row["accuracy"], n), n)})
+    return curve
+
+
+def _cell(fig: dict | None) -> str:
+    if fig is None:
+        return "–"
+    low, high = fig["ci95"]
+    return f"{100 * fig['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def markdown_table(models: dict[str, dict]) -> str:
+    """model × greedy, MCTS@k accuracy in percent with its 95% interval in brackets."""
+    budgets = sorted({b for m in models.values() for b in m["mcts"]}, key=int)
+    head = ["model", "n", "greedy", *(f"MCTS@{b}" for b in budgets)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for name, m in models.items():
+        cells = [name, str(m["n"]), _cell(m["greedy"]), *(_cell(m["mcts"].get(b)) for b in budgets)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nAccuracy in %, 95% Wilson interval in brackets."
