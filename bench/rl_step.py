@@ -20,9 +20,11 @@ seeded), without the optimiser step (which both variants would share):
    each rollout picks), so their token counts differ; the rate is what compares.
 
 2. Old/reference log-probs and the PPO update over the *batched* run's samples:
-   - per_path: train/ppo.py's way: each sample one row of a right-padded batch
-     (train.sequences.collate), one micro-batch per problem;
-   - packed:   per problem, the samples' paths packed into one trie
+   Both cut the samples into train/ppo.py's micro-batches (problem order, at most
+   --micro-batch-size samples each, so a micro-batch holds one problem's paths where it can):
+   - per_path: `--no-tree-packing`: each sample one row of a right-padded batch
+     (train.sequences.collate);
+   - packed:   train.ppo's default: the micro-batch's paths packed into one trie
      (model.tree_packing.pack_paths), one `model(tree=...)` pass, and the loss on the
      per-path layout `packed.per_path(...)` gathers.
    Each variant: the policy's old log-probs and the frozen reference's (no grad), then
@@ -101,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-step-tokens", type=positive_int, default=24, help="S: content tokens a step (default 24)")
     parser.add_argument("--parallel-rollouts", type=positive_int, default=4,
                         help="rollouts of each tree per wave in the batched run (default 4)")
+    parser.add_argument("--micro-batch-size", type=positive_int, default=8,
+                        help="samples a forward pass, as train.ppo's --micro-batch-size (default 8, its preset's)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling and log-prob temperature (0.7)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cuda if available, else cpu")
@@ -141,12 +145,12 @@ def run_rollouts(model, tok, problems, args, parallel: int, longest_prompt: int)
 # ------------------------------------------------------- 2. log-probs and the update
 
 
-def groups_of(samples) -> list[list[int]]:
-    """Sample indices by problem, in problem order: one micro-batch / one packed tree each."""
-    by_problem: dict[int, list[int]] = {}
-    for i, s in enumerate(samples):
-        by_problem.setdefault(s.problem, []).append(i)
-    return [by_problem[k] for k in sorted(by_problem)]
+def groups_of(samples, micro_batch_size: int) -> list[list[int]]:
+    """Micro-batches as train/ppo.py cuts them: samples in problem order, at most
+    `micro_batch_size` a micro-batch, so one problem's paths share a micro-batch (and a
+    packed tree) where they can. One forward (and one backward) each."""
+    order = sorted(range(len(samples)), key=lambda i: samples[i].problem)
+    return [order[i:i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
 
 
 def dense_logprobs(model, samples, idx, pad_id, temperature, device) -> torch.Tensor:
@@ -180,7 +184,7 @@ def variant_logprobs(name, policy, reference, samples, groups, trees, width, arg
 
 
 def variant_update(name, policy, samples, groups, trees, batches, old, adv, total_tokens, args, pad_id) -> dict:
-    """One forward + backward of the PPO-clip loss over every sample, a problem at a time
+    """One forward + backward of the PPO-clip loss over every sample, a micro-batch at a time
     (gradients accumulate in policy's .grad, zeroed first)."""
     device = args.device
     _sync(device)
@@ -293,7 +297,7 @@ def measure(args: argparse.Namespace) -> dict:
     samples = batched["samples"]
 
     # 2. The batched run's samples, grouped by problem.
-    groups = groups_of(samples)
+    groups = groups_of(samples, args.micro_batch_size)
     pad_id = tok.eos_token_id
     batches = [collate([samples[i].sequence for i in idx], pad_id) for idx in groups]  # CPU
     trees = [pack_paths([samples[i].sequence.tokens for i in idx]) for idx in groups]
@@ -356,6 +360,7 @@ def measure(args: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
         "settings": dict(problems=args.problems, rollouts=args.rollouts, depth=args.depth,
                          max_step_tokens=args.max_step_tokens, parallel_rollouts=args.parallel_rollouts,
+                         micro_batch_size=args.micro_batch_size,
                          temperature=args.temperature, seed=args.seed, estimator="reinforce++", beta=BETA,
                          clip_eps=CLIP_EPS, data="arith"),
         "advantages": source,
