@@ -15,7 +15,7 @@ import torch
 from model import load_model
 from tests.packed_ppo_case import make_models, one_update, search_shaped_samples
 from train.advantages import ESTIMATORS
-from train.distributed import all_reduce_sum, init_distributed, shard_model, shutdown
+from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
 
 
 def gathered_grads(model) -> dict[str, torch.Tensor]:
@@ -33,11 +33,17 @@ def main(checkpoint: str, out_dir: str) -> None:
     samples = search_shaped_samples()
     mine = [i for i, s in enumerate(samples) if s.problem == info.rank]  # GRPO's groups stay on one rank
     result = {}
+    # Every sharded model lives until shutdown, as in train.ppo. A rank sometimes aborted
+    # ("terminate called without an active exception", about 1 run in 8 under load); the
+    # suspect is the garbage collector tearing a dropped model's device mesh down while
+    # the next model's collectives run.
+    alive = []
     for estimator in ESTIMATORS:
         policy = load_model(checkpoint)[0]
         model, reference = make_models(policy, estimator)
         model = shard_model(model, info, blocks=policy.layers)
         reference = shard_model(reference, info, blocks=reference.policy.layers)
+        alive.append((model, reference))
         runs = {}
         for packed in (False, True):
             runs[packed] = one_update(model, reference, samples, mine, estimator, packed, info.world_size)
@@ -54,6 +60,7 @@ def main(checkpoint: str, out_dir: str) -> None:
         }
     if info.is_main:
         (Path(out_dir) / "result.json").write_text(json.dumps(result, indent=1))
+    barrier()  # leave together: neither rank tears its group down under the other
     shutdown()
 
 
