@@ -70,7 +70,7 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 import torch  # noqa: E402
 
 from model import DEFAULT_MODEL  # noqa: E402
-from model.cli import positive_int  # noqa: E402
+from model.cli import positive_int, resolve_device  # noqa: E402
 from model.context import search_path_tokens  # noqa: E402
 from model.tree_packing import pack_paths  # noqa: E402
 from rftt.data import load_problems  # noqa: E402
@@ -112,12 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="torch CPU threads (default on CPU: 1, see the module docstring; on CUDA: torch's own)")
     parser.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     args = parser.parse_args(argv)
-    try:
-        args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        parser.error(f"--device {args.device!r}: {err}")
-    if args.device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    args.device = resolve_device(parser, args.device)
     return args
 
 

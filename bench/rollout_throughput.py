@@ -86,6 +86,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from model import SMALL_MODEL, load_model  # noqa: E402
+from model.cli import resolve_device  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.loading import random_model, resolve_model_dir  # noqa: E402
 from search.engine import Branch, Engine  # noqa: E402
@@ -370,12 +371,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="write a torch profiler chrome trace of a shared run to PATH")
     parser.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     args = parser.parse_args(argv)
-    try:
-        args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        parser.error(f"--device {args.device!r}: {err}")
-    if args.device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    args.device = resolve_device(parser, args.device)
     args.dtype = DTYPES[args.dtype or ("bfloat16" if args.device.type == "cuda" else "float32")]
     if args.config is None and args.model is None:
         args.model = SMALL_MODEL

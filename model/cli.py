@@ -77,6 +77,18 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
                         help="cpu or cuda (default: cuda if available, else cpu)")
 
 
+def resolve_device(parser: argparse.ArgumentParser, value: str | None) -> torch.device:
+    """A --device value (None: cuda when torch sees a GPU, else cpu) as a torch.device;
+    an unknown name, or cuda without a GPU, is the parser's error naming the flag."""
+    try:
+        device = torch.device(value or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        parser.error(f"--device {value!r}: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    return device
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help=f"on an input error, show the full traceback (also: {DEBUG_ENV}=1)")

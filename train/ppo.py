@@ -192,7 +192,7 @@ class PolicyWithValue(nn.Module):
     def forward(self, tokens, targets, temperature: float, tree: PackedTree | None = None):
         """tokens, targets: int64[B, T] (a collated batch) -> (logprobs, entropy, values),
         each [B, T] (values None without the head). With `tree`, the same sequences packed
-        (model/tree_packing.py; tokens and targets then only give the shape): one pass
+        (model/tree_packing.py; tokens and targets are then not read): one pass
         over each shared prefix, results gathered back into the same [B, T] layout, so the
         loss code is the same for both and autograd sums what the paths send to a shared
         token."""
