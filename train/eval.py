@@ -64,6 +64,15 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
     return votes
 
 
+def spread_subset(items: list, k: int | None) -> list:
+    """k items spread evenly over the list (all of them when k is None or ≥ len). The
+    held-out files of train.reproduce are ordered by level, so an even spread keeps every
+    level's share: the MCTS figures rest on the same mix as the greedy ones."""
+    if k is None or k >= len(items):
+        return list(items)
+    return [items[i * len(items) // k] for i in range(k)]
+
+
 def breakdown(problems: list[Problem], correct: list[bool]) -> dict:
     """Accuracy per level and per type (MATH); empty groups are left out."""
     out: dict[str, dict] = {}
@@ -89,11 +98,13 @@ def plot(summary: dict, path: Path) -> bool:
     budgets = sorted(int(k) for k in summary["mcts"])
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(budgets, [summary["mcts"][str(b)]["accuracy"] for b in budgets], "o-", label="MCTS, majority vote")
-    ax.axhline(summary["greedy"]["accuracy"], color="gray", linestyle="--", label="greedy")
+    greedy = summary.get("greedy_on_mcts_problems", summary["greedy"])  # the problems MCTS saw
+    ax.axhline(greedy["accuracy"], color="gray", linestyle="--", label="greedy")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("rollouts per problem")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{summary['model']} on {summary['data']} (n={summary['problems']})", fontsize=9)
+    ax.set_title(f"{summary['model']} on {summary['data']} (n={summary.get('mcts_problems', summary['problems'])})",
+                 fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -109,6 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--limit", type=positive_int, default=200, help="problems to evaluate")
     p.add_argument("--rollouts", type=budget_list, default="1,4,16",
                    help="comma-separated MCTS budgets; '' for greedy only")
+    p.add_argument("--mcts-limit", type=positive_int, default=None,
+                   help="MCTS on this many of the problems, spread evenly over the file (default: all); "
+                        "an MCTS vote costs about --rollouts-max times a greedy answer")
     p.add_argument("--depth", type=positive_int, default=6, help="MCTS: most steps in a path")
     p.add_argument("--max-step-tokens", type=positive_int, default=96, help="MCTS: cap on one step's tokens")
     p.add_argument("--parallel-rollouts", type=positive_int, default=4,
@@ -148,13 +162,19 @@ def main(argv: list[str] | None = None) -> dict:
             f.write(json.dumps(r) + "\n")
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     if budgets:
+        searched = spread_subset(problems, args.mcts_limit)
+        summary["mcts_problems"] = len(searched)
+        # Greedy on the very problems MCTS sees: "MCTS@16 above greedy" compares like with like.
+        on_searched = spread_subset([r["correct"] for r in records], args.mcts_limit)
+        summary["greedy_on_mcts_problems"] = {"accuracy": sum(on_searched) / len(on_searched),
+                                              **breakdown(searched, on_searched)}
         with torch.inference_mode():
-            votes = mcts_votes(model, tok, problems, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
+            votes = mcts_votes(model, tok, searched, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
                                temperature=args.temperature, seed=args.seed,
                                parallel_rollouts=args.parallel_rollouts)
         for b in budgets:
-            correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], problems)]
-            summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(problems, correct)}
+            correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], searched, strict=True)]
+            summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(searched, correct)}
     summary["wall_s"] = round(time.time() - started, 1)
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     if budgets and not plot(summary, out / "accuracy_vs_rollouts.png"):

@@ -29,19 +29,25 @@ def _levels_of(block: dict, n: int, only_level: str | None) -> dict[str, dict]:
 
 def model_figures(summary: dict, levels: list[int]) -> dict:
     """One model's entry of learning.json from its train.eval summary:
-    {"n", "greedy": fig, "mcts": {"1": fig, ...}, "levels": {"1": {"n", "greedy", "mcts"}}},
-    fig = {"accuracy", "correct", "n", "ci95": [low, high]}."""
+    {"n", "mcts_n", "greedy": fig, "greedy_on_mcts_problems": fig, "mcts": {"1": fig, ...},
+    "levels": {"1": {"n", "greedy", "mcts"}}}, fig = {"accuracy", "correct", "n", "ci95": [low, high]}.
+    MCTS may have run on an evenly spread subset (train.eval --mcts-limit): mcts_n problems."""
     n = summary["problems"]
+    mcts_n = summary.get("mcts_problems", n)
     only = str(levels[0]) if len(levels) == 1 else None
     greedy, mcts = summary["greedy"], summary.get("mcts", {})
-    out = {"n": n, "greedy": figure(_count(greedy["accuracy"], n), n),
-           "mcts": {b: figure(_count(m["accuracy"], n), n) for b, m in sorted(mcts.items(), key=lambda kv: int(kv[0]))}}
+    out = {"n": n, "mcts_n": mcts_n, "greedy": figure(_count(greedy["accuracy"], n), n),
+           "mcts": {b: figure(_count(m["accuracy"], mcts_n), mcts_n)
+                    for b, m in sorted(mcts.items(), key=lambda kv: int(kv[0]))}}
+    if "greedy_on_mcts_problems" in summary:
+        out["greedy_on_mcts_problems"] = figure(_count(summary["greedy_on_mcts_problems"]["accuracy"], mcts_n), mcts_n)
     per_level: dict[str, dict] = {}
     for lv, fig in _levels_of(greedy, n, only).items():
         per_level[lv] = {"n": fig["n"], "greedy": fig, "mcts": {}}
     for b, m in out["mcts"].items():
-        for lv, fig in _levels_of(mcts[b], n, only).items():
+        for lv, fig in _levels_of(mcts[b], mcts_n, only).items():
             per_level.setdefault(lv, {"n": fig["n"], "greedy": None, "mcts": {}})["mcts"][b] = fig
+            per_level[lv]["mcts_n"] = fig["n"]
     out["levels"] = dict(sorted(per_level.items(), key=lambda kv: int(kv[0])))
     return out
 
@@ -70,9 +76,12 @@ def _cell(fig: dict | None) -> str:
 def markdown_table(models: dict[str, dict]) -> str:
     """model × greedy, MCTS@k accuracy in percent with its 95% interval in brackets."""
     budgets = sorted({b for m in models.values() for b in m["mcts"]}, key=int)
-    head = ["model", "n", "greedy", *(f"MCTS@{b}" for b in budgets)]
+    subset = any(m.get("mcts_n", m["n"]) != m["n"] for m in models.values())
+    head = ["model", "n", "greedy", *(["MCTS n", "greedy on those"] if subset else []),
+            *(f"MCTS@{b}" for b in budgets)]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for name, m in models.items():
-        cells = [name, str(m["n"]), _cell(m["greedy"]), *(_cell(m["mcts"].get(b)) for b in budgets)]
+        extra = [str(m.get("mcts_n", m["n"])), _cell(m.get("greedy_on_mcts_problems"))] if subset else []
+        cells = [name, str(m["n"]), _cell(m["greedy"]), *extra, *(_cell(m["mcts"].get(b)) for b in budgets)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nAccuracy in %, 95% Wilson interval in brackets."

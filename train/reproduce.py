@@ -68,17 +68,24 @@ BUDGETS = "1,4,16"
 
 # Flags this command fills in from a preset (see add_preset_flag).
 PRESETS = {
-    "default": dict(model=DEFAULT_MODEL, eval_problems=200),
-    "tiny": dict(model="tiny", eval_problems=4),
+    "default": dict(model=DEFAULT_MODEL, eval_problems=200, mcts_problems=32),
+    "tiny": dict(model="tiny", eval_problems=4, mcts_problems=4),
 }
 # Each preset's argv for the stages, before --sft-args / --ppo-args / --eval-args.
-# default: the phase-1 data as the paper makes it (search paths and merges only).
+# default: sized for the 0.5B default on 2 CPU cores (bench/RESULTS.md, "The table in
+# miniature"): the phase-1 data as the paper makes it (search paths and cross-verified
+# merges, no fallback) from 16 problems searched 3 steps deep; SFT at 5e-6 with 3 warm-up
+# steps (bench/step_size.py: a first AdamW step at 1e-5 moves the model ~6 nats a token);
+# train.ppo's default preset (lr 3e-7, same measurement) for 6 iterations; every
+# evaluation searches as train.ppo's rollouts do (depth 4, 40-token steps).
 # tiny: a random model finds no correct path, so the reference fallback gives SFT rows;
 # every size is the smallest that still runs each part (tests: seconds a stage).
 STAGE_ARGS = {
-    "default": dict(sft=["--preset", "default", "--no-reference-fallback", "--no-force-answer"],
-                    ppo=["--preset", "default"],
-                    eval=[]),
+    "default": dict(sft=["--preset", "default", "--no-reference-fallback", "--no-force-answer",
+                         "--train-problems", "16", "--depth", "3", "--epochs", "3", "--lr", "5e-6",
+                         "--warmup-steps", "3", "--checkpoint-every", "6"],
+                    ppo=["--preset", "default", "--iterations", "6"],
+                    eval=["--depth", "4", "--max-step-tokens", "40", "--max-new-tokens", "256"]),
     "tiny": dict(sft=["--preset", "tiny", "--reference-fallback", "--no-force-answer", "--train-problems", "4",
                       "--epochs", "1", "--batch-size", "4", "--micro-batch-size", "4"],
                  ppo=["--preset", "tiny", "--iterations", "2", "--problems-per-iteration", "1", "--rollouts", "2"],
@@ -117,6 +124,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated ablations to run too: {', '.join(ABLATIONS)} (default: none)")
     p.add_argument("--eval-problems", type=positive_int,
                    help=f"held-out problems every model is scored on {preset('eval_problems')}")
+    p.add_argument("--mcts-problems", type=positive_int,
+                   help=f"how many of them MCTS@1/4/16 also scores, spread evenly over the levels (a vote "
+                        f"costs ~16 greedy answers) {preset('mcts_problems')}")
     p.add_argument("--levels", type=level_list, default=",".join(map(str, ALL_LEVELS)),
                    help="generator levels of the held-out problems")
     p.add_argument("--seed", type=non_negative_int, default=0,
@@ -197,7 +207,8 @@ def build_stages(args) -> list[tuple[str, Stage]]:
     def evaluation(model_name: str, model_path: str) -> None:
         directory = out / f"eval_{model_name}"
         argv = ["--model", model_path, "--data", str(held_out), "--limit", str(args.eval_problems),
-                "--rollouts", BUDGETS, "--out", str(directory), *common, *eval_extra]
+                "--rollouts", BUDGETS,
+                "--mcts-limit", str(min(args.mcts_problems, args.eval_problems)), "--out", str(directory), *common, *eval_extra]
         stages.append(("train.eval", Stage(f"eval_{model_name}", directory, {"argv": argv},
                                            lambda: eval_cli.main(argv))))
 
