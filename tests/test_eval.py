@@ -6,7 +6,7 @@ import pytest
 
 from rftt.tokens import add_functional_tokens
 from tests.tiny_models import write_checkpoint
-from train.eval import main
+from train.eval import main, spread_subset
 from train.inference_search import majority_answer
 
 
@@ -40,6 +40,29 @@ def test_greedy_and_mcts_accuracy_summary(trained, tmp_path, capsys):
         assert 0.0 <= acc <= 1.0
     samples = (tmp_path / "greedy_samples.jsonl").read_text().splitlines()
     assert len(samples) == 3 and all("response" in json.loads(s) for s in samples)
+
+
+def test_an_even_spread_keeps_each_levels_share():
+    ordered = [lv for lv in (1, 2, 3, 4) for _ in range(50)]  # train.reproduce's held-out file: by level
+    picked = spread_subset(ordered, 32)
+    assert len(picked) == 32 and {lv: picked.count(lv) for lv in (1, 2, 3, 4)} == {1: 8, 2: 8, 3: 8, 4: 8}
+    assert spread_subset(ordered, None) == ordered and spread_subset(ordered, 999) == ordered
+    assert spread_subset(list("abcde"), 2) == ["a", "c"]
+
+
+def test_mcts_on_a_subset_reports_its_size_and_greedy_on_the_same_problems(trained, tmp_path):
+    rows = [{"problem": f"What is {i} + {i}?", "solution": f"It is $\\boxed{{{2 * i}}}$.",
+             "level": f"Level {1 + i // 2}"} for i in range(4)]
+    data = tmp_path / "math.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = main(["--model", str(trained), "--data", str(data), "--rollouts", "1,2", "--mcts-limit", "2",
+                    "--depth", "2", "--max-step-tokens", "4", "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
+    assert summary["problems"] == 4 and summary["mcts_problems"] == 2
+    records = [json.loads(line) for line in (tmp_path / "out" / "greedy_samples.jsonl").read_text().splitlines()]
+    on_subset = [records[0]["correct"], records[2]["correct"]]  # problems 0 and 2: one of each level
+    assert summary["greedy_on_mcts_problems"]["accuracy"] == sum(on_subset) / 2
+    for b in ("1", "2"):
+        assert {lv: g["n"] for lv, g in summary["mcts"][b]["level"].items()} == {"1": 1, "2": 1}
 
 
 def test_math_files_get_per_level_and_type_accuracy(trained, tmp_path):

@@ -13,7 +13,9 @@ from rftt.solution_steps import reference_rows
 from rftt.sft_data import write_jsonl
 from train import ppo, reproduce, sft
 from train.intervals import figure, wilson_interval
-from train.learning import markdown_table
+from train.learning import markdown_table, model_figures
+from train.side_by_side import markdown as side_by_side_markdown
+from train.side_by_side import pick_problems
 from train.stages import StageSettingsChanged, flag_values, settings_differences
 
 TINY = ["--preset", "tiny", "--device", "cpu"]
@@ -62,6 +64,19 @@ def test_the_table_shows_every_model_and_budget_with_intervals():
     assert "| base | 10 | 50.0 [23.7, 76.3] | 0.0 [0.0, 27.8] | 100.0 [72.2, 100.0] |" in table
 
 
+def test_mcts_on_a_subset_gets_its_own_n_and_the_table_says_so():
+    summary = {"problems": 8, "mcts_problems": 4, "greedy": {"accuracy": 0.5},
+               "greedy_on_mcts_problems": {"accuracy": 0.25}, "mcts": {"1": {"accuracy": 0.75}}}
+    m = model_figures(summary, levels=[2])
+    assert (m["n"], m["mcts_n"]) == (8, 4)
+    assert m["greedy"]["correct"] == 4 and m["mcts"]["1"]["correct"] == 3 and m["mcts"]["1"]["n"] == 4
+    assert m["greedy_on_mcts_problems"] == figure(1, 4)
+    assert m["levels"]["2"]["n"] == 8 and m["levels"]["2"]["mcts_n"] == 4
+    table = markdown_table({"base": m})
+    assert "| model | n | greedy | MCTS n | greedy on those | MCTS@1 |" in table
+    assert f"| base | 8 | 50.0 [{100 * figure(4, 8)['ci95'][0]:.1f}," in table and "| 4 | 25.0 [" in table
+
+
 # ----------------------------------------------------------------- the pipeline
 
 
@@ -80,7 +95,8 @@ def _figures(learning: dict, models=("base", "sft", "ppo")) -> dict:
 def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
     out, learning = whole
     assert json.loads((out / "learning.json").read_text()) == learning
-    assert "| ppo_no_merges | 4 |" in (out / "learning.md").read_text()
+    page = (out / "learning.md").read_text()
+    assert "| ppo_no_merges | 4 |" in page and "## What the models write (greedy)" in page
     assert learning["commit"] is None or len(learning["commit"]) == 40
     assert learning["held_out"]["per_level"] == {"1": 1, "2": 1, "3": 1, "4": 1}
     assert list(learning["models"]) == MODELS
@@ -173,3 +189,32 @@ def test_the_plot_is_written_when_matplotlib_is_there(whole, tmp_path):
     models = {"base": {"n": 4, "greedy": figure(1, 4), "mcts": {"1": figure(0, 4), "4": figure(2, 4)}}}
     assert plot_learning(models, {"ppo": whole[1]["rl"]["ppo"]}, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------ side by side
+
+
+def _records(flags: list[bool], responses: list[str] | None = None) -> list[dict]:
+    responses = responses or [f"answer {i}" for i in range(len(flags))]
+    return [{"question": f"q{i}", "gold": str(i), "response": r, "answer": str(i) if c else "x", "correct": c}
+            for i, (c, r) in enumerate(zip(flags, responses))]
+
+
+def test_side_by_side_picks_fixed_then_self_corrected_then_broken_problems():
+    #            problem: 0      1      2      3      4
+    base = _records([True, False, True, False, True])
+    sft = _records([True, False, False, True, True], ["a", "b", "c", "d", "<verify>\nslip\n</verify>"])
+    ppo = _records([True, True, False, True, True])
+    samples = {"base": base, "sft": sft, "ppo": ppo}
+    assert pick_problems(samples, 3) == [(1, "fixed by training"), (2, "broken by training"),
+                                         (4, "uses <verify>/<refine>")]
+    assert pick_problems(samples, 10) == [(1, "fixed by training"), (2, "broken by training"),
+                                          (3, "fixed by training"), (4, "uses <verify>/<refine>")]
+    page = side_by_side_markdown(samples, pick_problems(samples, 10))
+    assert page.count("### Problem") == 4 and "**ppo** — answer `1`, right" in page
+    assert "Problem 1 " not in page  # all right everywhere: nothing to show
+
+
+def test_side_by_side_refuses_models_scored_on_different_files():
+    with pytest.raises(ValueError, match="same held-out file"):
+        pick_problems({"base": _records([True]), "sft": _records([True, False])}, 2)

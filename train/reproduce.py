@@ -30,14 +30,15 @@ is refused with a message naming the stage and the settings that differ (train/s
 
 Results: OUT/learning.json (per model: greedy, MCTS@k, n, per level; every accuracy
 with its 95% Wilson interval; the git commit; each stage's command and wall time; each
-RL run's reward and accuracy per iteration), OUT/learning.md (the table) and, with
-matplotlib, OUT/learning.png. --publish copies learning.json to bench/results/.
+RL run's reward and accuracy per iteration), OUT/learning.md (the table, then a few
+held-out problems with the base, SFT and RL greedy answers side by side:
+train/side_by_side.py) and, with matplotlib, OUT/learning.png. --publish copies
+learning.json to bench/results/.
 
-The `default` preset's sizes (train.sft's and train.ppo's own default presets, 200
-held-out problems) are placeholders, far smaller than the paper's; the sizes used for a
-recorded table are chosen by measurement and written down in bench/RESULTS.md. Change
-them with --sft-args / --ppo-args / --eval-args, strings appended to each stage's argv
-(write --sft-args=--no-eval with '=' when the string is one flag with no value).
+The `default` preset is sized for the 0.5B default on 2 CPU cores (STAGE_ARGS below),
+far smaller than the paper's; bench/RESULTS.md records what each stage cost and why
+each size was chosen. Change them with --sft-args / --ppo-args / --eval-args, strings
+appended to each stage's argv (write --sft-args=--no-eval with '=' when the string is one flag with no value).
 """
 
 from __future__ import annotations
@@ -59,12 +60,15 @@ from train import ppo, sft
 from train.learning import markdown_table, model_figures, rl_curve
 from train.learning_plot import plot_learning
 from train.presets import add_preset_flag, apply_preset
+from train.side_by_side import markdown as side_by_side_markdown
+from train.side_by_side import pick_problems, read_greedy
 from train.stages import Stage, check_settings, run_stage, stderr_log
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "bench" / "results" / "learning.json"
 ABLATIONS = ("no-sft", "sampling", "no-merges")
 BUDGETS = "1,4,16"
+SIDE_BY_SIDE = 6  # held-out problems whose base, SFT and RL answers learning.md shows
 
 # Flags this command fills in from a preset (see add_preset_flag).
 PRESETS = {
@@ -292,7 +296,9 @@ def main(argv: list[str] | None = None) -> dict:
     learning = learning_results(args, argv, stages, records)
     (out / "learning.json").write_text(json.dumps(learning, indent=2))
     table = markdown_table(learning["models"])
-    (out / "learning.md").write_text(table + "\n")
+    core = {name: read_greedy(out / f"eval_{name}") for name in ("base", "sft", "ppo")}
+    answers = side_by_side_markdown(core, pick_problems(core, SIDE_BY_SIDE))
+    (out / "learning.md").write_text(f"{table}\n\n## What the models write (greedy)\n\n{answers}")
     if not plot_learning(learning["models"], learning["rl"], out / "learning.png"):
         stderr_log("[reproduce] matplotlib is not installed: no learning.png (pip install matplotlib)")
     if args.publish:
