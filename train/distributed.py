@@ -102,12 +102,21 @@ def reshard(model: torch.nn.Module) -> None:
         model.reshard()
 
 
+def _reduce(value: torch.Tensor, op) -> torch.Tensor:
+    """A reduced copy on the value's own device. NCCL reduces CUDA tensors only, so a CPU
+    value (a count, a metric) makes the round trip through the rank's GPU; gloo takes
+    CPU tensors as they are."""
+    if not dist.is_initialized():
+        return value.clone()
+    on_gpu = dist.get_backend() == "nccl" and value.device.type != "cuda"
+    work = value.to(torch.device("cuda", torch.cuda.current_device())) if on_gpu else value.clone()
+    dist.all_reduce(work, op=op)
+    return work.to(value.device) if on_gpu else work
+
+
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     """Sum over ranks (a copy; identity in a single process)."""
-    value = value.clone()
-    if dist.is_initialized():
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value
+    return _reduce(value, dist.ReduceOp.SUM)
 
 
 def sum_over_ranks(values: dict[str, float]) -> dict[str, float]:
@@ -118,10 +127,7 @@ def sum_over_ranks(values: dict[str, float]) -> dict[str, float]:
 
 
 def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
-    value = value.clone()
-    if dist.is_initialized():
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return value
+    return _reduce(value, dist.ReduceOp.MAX)
 
 
 def barrier() -> None:
