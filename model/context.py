@@ -17,10 +17,12 @@ class ContextLengthError(ValueError):
     """A prompt that, with the run's generation caps, does not fit the model's context."""
 
 
-def search_path_tokens(depth: int, max_step_tokens: int) -> int:
+def search_path_tokens(depth: int, max_step_tokens: int, direct_answer_tokens: int | None = None) -> int:
     """The most tokens one search path can append to its prompt: `depth` steps, each at
-    most `max_step_tokens` of content plus its markers."""
-    return depth * (max_step_tokens + STEP_TAG_TOKENS)
+    most `max_step_tokens` of content plus its markers, one of which (a direct answer ends
+    its path) may run to `direct_answer_tokens` instead."""
+    longer = max(0, (direct_answer_tokens or max_step_tokens) - max_step_tokens)
+    return depth * (max_step_tokens + STEP_TAG_TOKENS) + longer
 
 
 def check_fits_context(config, prompt_tokens: int, new_tokens: int, where: str, caps: str) -> None:

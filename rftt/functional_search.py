@@ -33,7 +33,9 @@ from .steps import RL_TRANSITIONS, ROOT, Step, is_terminal
 from .tokens import CLOSE_TAGS, FUNCTIONS, close_tag, open_tag
 
 # Step length caps in tokens (the authors' release: 512 for most steps, 4096 for a
-# direct answer); scaled down together by `max_step_tokens` for small machines.
+# direct answer); every cap is clipped to `max_step_tokens` for small machines, and a
+# direct answer to its own `direct_answer_tokens` when given: it writes the rest of the
+# solution in one step, so a step's cap cuts it mid-calculation, before its \boxed{}.
 STEP_CAPS = {f: 512 for f in FUNCTIONS} | {"subquestion": 256, "direct_answer": 4096, "output": 256}
 
 
@@ -48,12 +50,15 @@ class FunctionalTokenEnv:
     """An mcts.Environment over one engine; one root per problem (make with `roots`)."""
 
     def __init__(self, engine: Engine, tokenizer, sampling: SamplingParams, max_step_tokens: int = 512,
-                 golds: list[str | None] | None = None, seed: int = 0, reward_fn: RewardFn = outcome_reward):
+                 golds: list[str | None] | None = None, seed: int = 0, reward_fn: RewardFn = outcome_reward,
+                 direct_answer_tokens: int | None = None):
         missing = [t for t in (open_tag(f) for f in FUNCTIONS) if tokenizer.token_to_id(t) is None]
         if missing:
             raise ValueError(f"the tokenizer lacks functional tokens {missing}: call rftt.tokens.add_functional_tokens first")
         self.engine, self.tok, self.sampling = engine, tokenizer, sampling
-        self.max_step_tokens = max_step_tokens
+        self.caps = {f: min(cap, max_step_tokens) for f, cap in STEP_CAPS.items()}
+        if direct_answer_tokens is not None:
+            self.caps["direct_answer"] = min(STEP_CAPS["direct_answer"], direct_answer_tokens)
         self.golds = golds
         self.reward_fn = reward_fn  # (response text, gold) -> float; the paper's outcome reward by default
         self.open_ids = {f: tokenizer.token_to_id(open_tag(f)) for f in FUNCTIONS}
@@ -98,7 +103,7 @@ class FunctionalTokenEnv:
         self.engine.extend(branches, [[self.open_ids[n.action]] + self.newline for n in nodes])
         starts = [len(b.generated) for b in branches]
         # Decode in groups of equal cap so one long direct answer does not hold the batch.
-        caps = [min(STEP_CAPS[n.action], self.max_step_tokens) for n in nodes]
+        caps = [self.caps[n.action] for n in nodes]
         for cap in sorted(set(caps)):
             group = [b for b, c in zip(branches, caps) if c == cap]
             self.engine.decode(group, self.sampling, cap, self.stop_ids)

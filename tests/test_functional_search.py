@@ -8,7 +8,7 @@ from rftt.functional_search import FunctionalTokenEnv
 from rftt.steps import RL_TRANSITIONS, ROOT, parse_steps
 from rftt.tokens import add_functional_tokens, open_tag
 from search.engine import Engine
-from search.mcts import search
+from search.mcts import TreeNode, search
 from search.sampling import SamplingParams
 from tests.tiny_models import write_checkpoint
 
@@ -72,3 +72,20 @@ def test_env_refuses_a_tokenizer_without_functional_tokens(tmp_path):
     model, tok = load_model(tmp_path / "plain")
     with pytest.raises(ValueError, match="add_functional_tokens"):
         FunctionalTokenEnv(Engine(model, num_slots=64), tok, SamplingParams())
+
+
+def test_a_direct_answer_has_its_own_length_cap(tiny):
+    """A direct answer writes the rest of the solution in one step: `direct_answer_tokens`
+    caps it, every other step stays at `max_step_tokens`."""
+    model, tok, _ = tiny
+    engine = Engine(model, num_slots=4096)
+    env = FunctionalTokenEnv(engine, tok, SamplingParams(temperature=1.0), max_step_tokens=3, seed=2,
+                             direct_answer_tokens=11)
+    (root,) = env.roots([tok.encode("What is 2 + 3?")])
+    kids = [TreeNode(f, parent=root, depth=1) for f in ("clarify", "direct_answer", "analysis")]
+    env.generate(kids)
+    caps = {"clarify": 3, "direct_answer": 11, "analysis": 3}
+    for kid in kids:
+        assert kid.state.stop == "length", kid.state.stop  # this random model never closes its step
+        assert len(kid.state.branch.generated) == caps[kid.action], kid.action  # sampled tokens only
+    assert kids[1].terminal and not kids[0].terminal

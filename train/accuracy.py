@@ -23,7 +23,13 @@ def stop_ids(tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def greedy_responses(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 64,
+# Problems decoded together. A decode step reads every weight once however many rows it
+# carries, and a row leaves the batch when it ends, so fewer, larger batches cost less:
+# on 2 CPU cores the 0.5B default took ~0.47 s a step for 8 rows and ~1.2 s for 64.
+GREEDY_BATCH = 256
+
+
+def greedy_responses(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = GREEDY_BATCH,
                      progress: bool = True, desc: str = "greedy") -> list[str]:
     texts: list[str] = []
     bar = tqdm(total=len(questions), desc=desc, unit="problem", disable=not progress)
@@ -47,7 +53,7 @@ def grade(problems: list[Problem], responses: list[str]) -> list[dict]:
     return out
 
 
-def greedy_accuracy(model, tokenizer, problems: list[Problem], max_new_tokens: int, batch_size: int = 64,
+def greedy_accuracy(model, tokenizer, problems: list[Problem], max_new_tokens: int, batch_size: int = GREEDY_BATCH,
                     progress: bool = True, desc: str = "greedy") -> tuple[float, list[dict]]:
     responses = greedy_responses(model, tokenizer, [p.question for p in problems], max_new_tokens,
                                  batch_size, progress, desc)

@@ -40,8 +40,8 @@ from train.prompt_lengths import check_problem_prompts
 
 
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
-               temperature: float, seed: int, batch_size: int = 16,
-               parallel_rollouts: int = 1) -> dict[int, list[str | None]]:
+               temperature: float, seed: int, batch_size: int = 32, parallel_rollouts: int = 1,
+               direct_answer_tokens: int | None = None) -> dict[int, list[str | None]]:
     """For each budget in `budgets`, every problem's majority answer after that many rollouts.
     Rollouts run in waves of up to `parallel_rollouts` per tree (virtual loss, search/mcts.py);
     a wave never crosses a budget, so each budget's votes see exactly that many rollouts."""
@@ -51,7 +51,8 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
     for start in range(0, len(problems), batch_size):
         chunk = problems[start:start + batch_size]
         env, roots = start_search(model, tok, [p.question for p in chunk], rollouts=most, depth=depth,
-                                  max_step_tokens=max_step_tokens, temperature=temperature, seed=seed + start)
+                                  max_step_tokens=max_step_tokens, temperature=temperature, seed=seed + start,
+                                  direct_answer_tokens=direct_answer_tokens)
         k = 0
         for size in wave_sizes(most, parallel_rollouts, pause_at=budgets):
             rollout(roots, env, max_depth=depth, parallel_rollouts=size)
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "an MCTS vote costs about --rollouts-max times a greedy answer")
     p.add_argument("--depth", type=positive_int, default=6, help="MCTS: most steps in a path")
     p.add_argument("--max-step-tokens", type=positive_int, default=96, help="MCTS: cap on one step's tokens")
+    p.add_argument("--direct-answer-tokens", type=positive_int, default=None,
+                   help="MCTS: cap on a direct answer, which writes the rest of the solution in one step "
+                        "(default: --max-step-tokens)")
     p.add_argument("--parallel-rollouts", type=positive_int, default=4,
                    help="MCTS: rollouts of each tree advanced together in one wave (virtual loss), so a decode "
                         "batch holds problems x this many branches; 1 is one rollout at a time")
@@ -148,9 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
     add_functional_tokens(model, tok)  # no-op for a trained RFTT model; lets a base model be searched
     check_problem_prompts(problems, tok, model.config, args.max_new_tokens, f"--max-new-tokens {args.max_new_tokens}")
     if budgets:
-        check_problem_prompts(problems, tok, model.config, search_path_tokens(args.depth, args.max_step_tokens),
+        check_problem_prompts(problems, tok, model.config,
+                              search_path_tokens(args.depth, args.max_step_tokens, args.direct_answer_tokens),
                               f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
-                              f"{STEP_TAG_TOKENS} tag tokens)")
+                              f"{STEP_TAG_TOKENS} tag tokens) and --direct-answer-tokens")
 
     greedy_acc, records = greedy_accuracy(model, tok, problems, args.max_new_tokens, desc="greedy")
     summary = {"model": str(args.model), "data": args.data, "problems": len(problems),
@@ -171,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.inference_mode():
             votes = mcts_votes(model, tok, searched, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
                                temperature=args.temperature, seed=args.seed,
-                               parallel_rollouts=args.parallel_rollouts)
+                               parallel_rollouts=args.parallel_rollouts,
+                               direct_answer_tokens=args.direct_answer_tokens)
         for b in budgets:
             correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], searched, strict=True)]
             summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(searched, correct)}

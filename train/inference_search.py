@@ -21,14 +21,15 @@ from search.sampling import SamplingParams
 
 
 def start_search(model, tok, questions: list[str], *, rollouts: int, depth: int, max_step_tokens: int,
-                 temperature: float, seed: int) -> tuple[FunctionalTokenEnv, list[TreeNode]]:
+                 temperature: float, seed: int,
+                 direct_answer_tokens: int | None = None) -> tuple[FunctionalTokenEnv, list[TreeNode]]:
     """(env, roots): one tree per question, posed with the solver prompt, on an engine
     that holds `rollouts` rollouts of each. Run them with search.mcts.rollout/search."""
     prompts = [solve_prompt_ids(tok, q) for q in questions]
     engine = Engine.for_search(model, sum(len(p) for p in prompts), len(prompts) * rollouts,
-                               search_path_tokens(depth, max_step_tokens))
+                               search_path_tokens(depth, max_step_tokens, direct_answer_tokens))
     env = FunctionalTokenEnv(engine, tok, SamplingParams(temperature=temperature), max_step_tokens,
-                             golds=None, seed=seed)
+                             golds=None, seed=seed, direct_answer_tokens=direct_answer_tokens)
     return env, env.roots(prompts)
 
 

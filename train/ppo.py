@@ -90,15 +90,17 @@ SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by de
 # 0.031 at 3e-7 and 0.005 at 1e-7 (16 samples of an iteration, random advantages). At
 # 2e-6 the second mini-batch's ratios were far outside the clip (train.ppo logged an
 # approximate KL to the old policy of 190); 3e-7 keeps a step near the ~0.02 nats that
-# PPO's clip is built for. (The paper: 5e-7 for 7B models.)
+# PPO's clip is built for. (The paper: 5e-7 for 7B models.) A direct answer gets its own
+# cap, 160 tokens: at the 40-token step cap every direct answer of an early run was cut
+# mid-calculation, before its \boxed{}, and the leaf scored nothing whatever its reasoning.
 PRESETS = {
     "default": dict(model=None, data="arith", iterations=5, problems_per_iteration=4, rollouts=16, depth=4,
-                    parallel_rollouts=4, max_step_tokens=40, lr=3e-7, warmup_iterations=1, mini_batches=2,
+                    parallel_rollouts=4, max_step_tokens=40, direct_answer_tokens=160, lr=3e-7, warmup_iterations=1, mini_batches=2,
                     micro_batch_size=8,
                     checkpoint_every=1),
     "tiny": dict(model="tiny", data="arith", iterations=3, problems_per_iteration=2, rollouts=3, depth=2,
                  parallel_rollouts=1,
-                 max_step_tokens=6, lr=1e-3, warmup_iterations=0, mini_batches=2, micro_batch_size=4,
+                 max_step_tokens=6, direct_answer_tokens=6, lr=1e-3, warmup_iterations=0, mini_batches=2, micro_batch_size=4,
                  checkpoint_every=1),
 }
 
@@ -127,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"holds problems x this many branches {preset('parallel_rollouts')}")
     p.add_argument("--max-step-tokens", type=positive_int,
                    help=f"cap on one step's tokens {preset('max_step_tokens')}")
+    p.add_argument("--direct-answer-tokens", type=positive_int,
+                   help=f"cap on a direct answer, which writes the rest of the solution in one step "
+                        f"(paper: 4096) {preset('direct_answer_tokens')}")
     p.add_argument("--temperature", type=positive_float, default=0.7,
                    help="step sampling temperature (> 0: the search samples step text, and the PPO ratio divides by it)")
     p.add_argument("--reward-fn", default="rftt.rewards:outcome_reward",
@@ -351,10 +356,10 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     reference = shard_model(reference, info, blocks=reference.policy.layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
-    path_tokens = search_path_tokens(args.depth, args.max_step_tokens)
+    path_tokens = search_path_tokens(args.depth, args.max_step_tokens, args.direct_answer_tokens)
     longest_prompt = check_problem_prompts(problems, tok, policy.config, path_tokens,
                                            f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
-                                           f"{STEP_TAG_TOKENS} tag tokens)")
+                                           f"{STEP_TAG_TOKENS} tag tokens) and --direct-answer-tokens")
 
     start = 0
     latest = find_latest(out)
@@ -390,7 +395,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                 samples, roots = collect_rollouts(engine, tok, mine, rollouts=args.rollouts, max_depth=args.depth,
                                                   max_step_tokens=args.max_step_tokens, temperature=args.temperature,
                                                   seed=seed, progress=info.is_main, reward_fn=reward_fn,
-                                                  parallel_rollouts=args.parallel_rollouts)
+                                                  parallel_rollouts=args.parallel_rollouts,
+                                                  direct_answer_tokens=args.direct_answer_tokens)
             else:  # the "w/o MCTS" ablation: as many whole answers as MCTS gives paths, no tree
                 samples, roots = sample_rollouts(engine, tok, mine, samples_per_problem=args.rollouts,
                                                  max_new_tokens=path_tokens, temperature=args.temperature, seed=seed,

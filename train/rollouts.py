@@ -40,11 +40,13 @@ class Sample:
 def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, rollouts: int, max_depth: int,
                      max_step_tokens: int, temperature: float, seed: int, progress: bool = True,
                      desc: str = "rollouts", reward_fn: RewardFn = outcome_reward,
-                     parallel_rollouts: int = 1) -> tuple[list[Sample], list]:
+                     parallel_rollouts: int = 1, direct_answer_tokens: int | None = None) -> tuple[list[Sample], list]:
     """Searches every problem with `rollouts` MCTS rollouts, `parallel_rollouts` of each tree
-    per wave (search/mcts.py: virtual loss); returns (samples, roots)."""
+    per wave (search/mcts.py: virtual loss); returns (samples, roots). Steps are capped at
+    `max_step_tokens`, a direct answer at `direct_answer_tokens` (default: the same)."""
     env = FunctionalTokenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens,
-                             golds=[p.answer for p in problems], seed=seed, reward_fn=reward_fn)
+                             golds=[p.answer for p in problems], seed=seed, reward_fn=reward_fn,
+                             direct_answer_tokens=direct_answer_tokens)
     prompts = [solve_prompt_ids(tokenizer, p.question) for p in problems]
     roots = env.roots(prompts)
     with tqdm(total=rollouts, desc=desc, unit="rollout", leave=False, disable=not progress) as bar:

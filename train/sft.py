@@ -34,7 +34,9 @@ Top to bottom, a run does:
    ranks; each micro-batch packed into one tree, so a prompt or step that rows share is
    computed once (model/tree_packing.py; `--no-tree-packing` turns it off); AdamW
    (β = 0.9, 0.95, weight decay 0.1, as the paper), linear warm-up then cosine decay,
-   gradient clipping, accumulation, bf16 autocast on CUDA.
+   gradient clipping, accumulation, bf16 autocast on CUDA. The functional tokens' new
+   embedding rows take their own, larger learning rate (`--functional-token-lr`,
+   train/row_lr.py): at --lr a short run leaves them where they started.
 5. **Export** a Hugging Face directory (OUT/final), then **greedy accuracy after** on the
    same held-out problems; OUT/summary.json holds both.
 
@@ -65,6 +67,7 @@ from model.context import STEP_TAG_TOKENS, search_path_tokens
 from model.tree_packing import pack_paths
 from rftt.data import Problem, file_format, generate_arithmetic, load_problems
 from rftt.solution_steps import reference_rows
+from rftt.tokens import FUNCTIONAL_TOKENS
 from train.accuracy import greedy_accuracy
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
 from train.distributed import all_reduce_sum, barrier, init_distributed, shard_model, shutdown
@@ -74,25 +77,27 @@ from train.presets import add_preset_flag, apply_preset
 from train.prompt_lengths import check_problem_prompts, check_sequence_lengths
 from train.schedule import make_scheduler
 from train.sequences import Sequence, collate, encode_sft_example
+from train.row_lr import RowStepScale
 from train.step import autocast, clip_and_step
 
 # `default`: the embedded Qwen2.5-Coder-0.5B, sized so `make demo` (this command with no
 # flags) ends within 15 minutes on 2 CPU cores: a demonstration of the whole phase, far
 # too small to move accuracy reliably (the paper: ~1k problems, 16 rollouts, 10 epochs).
 # Pass larger values on a GPU. `smollm2`: the 135M model's run. `tiny`: a random 2-layer
-# model for tests.
+# model for tests. functional_token_lr: 100-200x --lr, so the new rows move ~1e-3 an element
+# a step (train/row_lr.py; bench/RESULTS.md has what 5e-6 for every weight gave).
 PRESETS = {
     "default": dict(model=DEFAULT_MODEL, data="arith", train_problems=8, eval_problems=16, rollouts=4,
                     parallel_rollouts=4, depth=2, max_step_tokens=96, direct_answer_tokens=320, epochs=2,
-                    batch_size=4, micro_batch_size=2, lr=1e-5, warmup_steps=1, eval_max_new_tokens=320,
+                    batch_size=4, micro_batch_size=2, lr=1e-5, functional_token_lr=1e-3, warmup_steps=1, eval_max_new_tokens=320,
                     checkpoint_every=4),
     "smollm2": dict(model=SMALL_MODEL, data="arith", train_problems=48, eval_problems=50, rollouts=4,
                     parallel_rollouts=4, depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3,
-                    batch_size=8, micro_batch_size=4, lr=5e-5, warmup_steps=3, eval_max_new_tokens=256,
+                    batch_size=8, micro_batch_size=4, lr=5e-5, functional_token_lr=1e-3, warmup_steps=3, eval_max_new_tokens=256,
                     checkpoint_every=5),
     "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2,
                  parallel_rollouts=1, depth=2, max_step_tokens=16, direct_answer_tokens=32, epochs=2,
-                 batch_size=4, micro_batch_size=2, lr=1e-3, warmup_steps=2, eval_max_new_tokens=24,
+                 batch_size=4, micro_batch_size=2, lr=1e-3, functional_token_lr=1e-2, warmup_steps=2, eval_max_new_tokens=24,
                  checkpoint_every=2),
 }
 
@@ -142,6 +147,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--micro-batch-size", type=positive_int,
                    help=f"sequences per forward pass on one rank {preset('micro_batch_size')}")
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (paper: 7e-6 for 7B models) {preset('lr')}")
+    p.add_argument("--functional-token-lr", type=positive_float,
+                   help=f"peak learning rate of the 16 functional tokens' new embedding rows, on the same "
+                        f"schedule: at --lr they barely move in a short run (train/row_lr.py) "
+                        f"{preset('functional_token_lr')}")
     p.add_argument("--warmup-steps", type=non_negative_int,
                    help=f"optimiser steps of linear warm-up, then cosine decay (paper: 10) {preset('warmup_steps')}")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.1,
@@ -274,8 +283,9 @@ def fingerprint(rows: list[dict]) -> str:
 
 
 def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad_id: int, device,
-               world_size: int = 1) -> dict:
-    """One optimiser step over this rank's share of the step's sequences.
+               world_size: int = 1, row_scale: RowStepScale | None = None) -> dict:
+    """One optimiser step over this rank's share of the step's sequences; `row_scale`
+    gives the functional tokens' rows their own learning rate (train/row_lr.py).
 
     loss = -(sum of response-token log-probs) / (response tokens in the whole step, all
     ranks): every token weighs the same however the step is cut into micro-batches and
@@ -304,7 +314,11 @@ def train_step(model, optimizer, scheduler, sequences: list[Sequence], args, pad
         loss = -(logprobs * batch.loss_mask).sum() / total_tokens
         (loss * world_size).backward()
         loss_sum += loss.detach()
+    if row_scale is not None:
+        row_scale.before_step()
     grad_norm = clip_and_step(model, optimizer, args.grad_clip)
+    if row_scale is not None:
+        row_scale.after_step()
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     return {"loss": float(all_reduce_sum(loss_sum)), "grad_norm": float(grad_norm), "lr": lr,
@@ -357,6 +371,8 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     scheduler = make_scheduler(optimizer, args.warmup_steps, total_steps)
+    row_scale = RowStepScale(model, [tok.token_to_id(t) for t in FUNCTIONAL_TOKENS],
+                             args.functional_token_lr / args.lr)
 
     step = 0
     latest = find_latest(out)
@@ -376,7 +392,8 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.time()
         ids = order[step * args.batch_size:(step + 1) * args.batch_size]
         mine = [sequences[i] for i in ids[info.rank::info.world_size]]  # this rank's share
-        stats = train_step(model, optimizer, scheduler, mine, args, tok.eos_token_id, device, info.world_size)
+        stats = train_step(model, optimizer, scheduler, mine, args, tok.eos_token_id, device, info.world_size,
+                           row_scale)
         step += 1
         stats.update(step=step, epoch=round(step * args.batch_size / len(sequences), 3),
                      tokens_per_s=round(stats["tokens"] / (time.time() - t0), 1))
