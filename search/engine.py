@@ -19,6 +19,7 @@ and the first sampled token of a child costs no forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -134,9 +135,11 @@ class Engine:
             b.next_logits = logits[i]
 
     def decode(
-        self, branches: list[Branch], params: SamplingParams, max_new_tokens: int, stop_ids: set[int] = frozenset()
+        self, branches: list[Branch], params: SamplingParams, max_new_tokens: int, stop_ids: set[int] = frozenset(),
+        on_finish: Callable[[Branch], None] | None = None,
     ) -> list[Branch]:
-        """Samples until each branch emits a stop token or `max_new_tokens` more tokens."""
+        """Samples until each branch emits a stop token or `max_new_tokens` more tokens;
+        `on_finish(branch)` is called as each one stops (e.g. to advance a progress bar)."""
         active = [b for b in branches if b.stop_reason is None]
         budget = {id(b): max_new_tokens for b in active}
         while active:
@@ -162,6 +165,9 @@ class Engine:
                     b.stop_reason = "length"
                 else:
                     still.append(b)
+                    continue
+                if on_finish is not None:
+                    on_finish(b)
             active = still
         return branches
 

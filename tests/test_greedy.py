@@ -44,3 +44,15 @@ def test_a_stop_token_ends_the_text_and_a_trailing_eos_is_dropped(tmp_path):
     assert greedy_decode(engine, [prompt], 5, {stop}, eos_id=None) == [cut]  # a closing tag stays
     engine = Engine.for_search(model, len(prompt), 1, 5)
     assert greedy_decode(engine, [prompt], 5, {stop}, eos_id=stop) == [cut[:-1]]  # EOS is not text
+
+
+def test_on_finish_is_called_once_per_answer_as_it_ends(tmp_path):
+    write_checkpoint(tmp_path / "ckpt", "qwen2", seed=6)
+    model, _ = load_model(tmp_path / "ckpt")
+    prompts = [[5, 6, 7], [9, 2], [4, 4, 4, 1]]
+    stop = _recompute_greedy(model, prompts[0], 5)[1]  # the first answer stops after 2 tokens
+    ended = []
+    engine = Engine.for_search(model, sum(map(len, prompts)), len(prompts), 5)
+    outs = greedy_decode(engine, prompts, 5, {stop}, eos_id=None, on_finish=lambda: ended.append(len(ended)))
+    assert ended == [0, 1, 2]
+    assert len(outs[0]) <= 2 and all(len(o) <= 5 for o in outs)

@@ -36,9 +36,9 @@ def greedy_responses(model, tokenizer, questions: list[str], max_new_tokens: int
     for start in range(0, len(questions), batch_size):
         prompts = [solve_prompt_ids(tokenizer, q) for q in questions[start:start + batch_size]]
         engine = Engine.for_search(model, sum(len(p) for p in prompts), len(prompts), max_new_tokens)
-        for ids in greedy_decode(engine, prompts, max_new_tokens, stop_ids(tokenizer), tokenizer.eos_token_id):
+        for ids in greedy_decode(engine, prompts, max_new_tokens, stop_ids(tokenizer), tokenizer.eos_token_id,
+                                 on_finish=lambda: bar.update(1)):  # the bar moves as answers end
             texts.append(tokenizer.decode(ids))
-        bar.update(len(prompts))
     bar.close()
     return texts
 
