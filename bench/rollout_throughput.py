@@ -86,7 +86,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from model import SMALL_MODEL, load_model  # noqa: E402
-from model.cli import resolve_device  # noqa: E402
+from model.cli import positive_int, resolve_device  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.loading import random_model, resolve_model_dir  # noqa: E402
 from search.engine import Branch, Engine  # noqa: E402
@@ -352,17 +352,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help=f"a Hugging Face directory or '{SMALL_MODEL}' (the default)")
     which.add_argument("--config", choices=sorted(CONFIGS), default=None,
                        help="a random-weight model of a named shape (no checkpoint needed)")
-    parser.add_argument("--problems", type=_positive, default=2, help="P: trees (default 2)")
-    parser.add_argument("--branching", type=_positive, default=4, help="b: children per branch (default 4)")
-    parser.add_argument("--depth", type=_positive, default=2, help="d: levels (default 2)")
-    parser.add_argument("--step-tokens", type=_positive, default=16, help="L: tokens a step (default 16)")
-    parser.add_argument("--prompt-tokens", type=_positive, default=192,
+    parser.add_argument("--problems", type=positive_int, default=2, help="P: trees (default 2)")
+    parser.add_argument("--branching", type=positive_int, default=4, help="b: children per branch (default 4)")
+    parser.add_argument("--depth", type=positive_int, default=2, help="d: levels (default 2)")
+    parser.add_argument("--step-tokens", type=positive_int, default=16, help="L: tokens a step (default 16)")
+    parser.add_argument("--prompt-tokens", type=positive_int, default=192,
                         help=f"shared instruction prefix length (default 192; + {PROBLEM_TOKENS} per problem)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cuda if available, else cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                         help="default: bfloat16 on CUDA, float32 on CPU")
-    parser.add_argument("--threads", type=_positive, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default on CPU: 1, see the module docstring; on CUDA: torch's own)")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     parser.add_argument("--no-cascade", dest="cascade", action="store_false",
@@ -376,13 +376,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.config is None and args.model is None:
         args.model = SMALL_MODEL
     return args
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def load(args):
