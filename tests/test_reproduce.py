@@ -95,6 +95,7 @@ def _figures(learning: dict, models=("base", "sft", "ppo")) -> dict:
 def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
     out, learning = whole
     assert json.loads((out / "learning.json").read_text()) == learning
+    assert learning["complete"] and learning["pending"] == []
     page = (out / "learning.md").read_text()
     assert "| ppo_no_merges | 4 |" in page and "## What the models write (greedy)" in page
     assert learning["commit"] is None or len(learning["commit"]) == 40
@@ -134,6 +135,11 @@ def test_a_stopped_run_skips_finished_stages_when_rerun_and_gives_the_same_figur
         reproduce.main([*argv, "--stop-after-stage", "sft"])
     assert stopped.value.code == 3
     assert (out / "sft" / "done.json").is_file() and not (out / "eval_sft").exists()
+    so_far = json.loads((out / "learning.json").read_text())  # the table to date, written after every stage
+    assert not so_far["complete"] and so_far["pending"][:2] == ["eval_sft", "ppo"]
+    assert list(so_far["models"]) == ["base"] and list(so_far["stages"]) == CORE_STAGES[:4]
+    assert "Not finished yet: eval_sft, ppo, eval_ppo." in (out / "learning.md").read_text()
+    assert so_far["models"]["base"] == whole[1]["models"]["base"]
     finished = {name: (out / name / "done.json").stat().st_mtime_ns for name in CORE_STAGES[:4]}
 
     calls = []

@@ -56,7 +56,8 @@ def plot_learning(models: dict[str, dict], rl: dict[str, list[dict]], path: Path
     right.xaxis.get_major_locator().set_params(integer=True)
     right.set_xlabel("RL iteration")
     right.set_ylabel("mean reward / share correct (rollouts)")
-    right.legend(fontsize=7)
+    if right.lines:  # before any RL stage has finished the panel stays empty
+        right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -33,7 +33,9 @@ with its 95% Wilson interval; the git commit; each stage's command and wall time
 RL run's reward and accuracy per iteration), OUT/learning.md (the table, then a few
 held-out problems with the base, SFT and RL greedy answers side by side:
 train/side_by_side.py) and, with matplotlib, OUT/learning.png. --publish copies
-learning.json to bench/results/.
+learning.json to bench/results/. All of them are rewritten after every stage from the
+stages finished so far (learning.json's `complete` and `pending` say which are missing),
+so a run that is stopped, or still going, shows its table to date.
 
 The `default` preset is sized for the 0.5B default on 2 CPU cores (STAGE_ARGS below),
 far smaller than the paper's; bench/RESULTS.md records what each stage cost and why
@@ -260,22 +262,48 @@ def git_commit() -> dict:
 
 
 def learning_results(args, argv: list[str], stages: list[tuple[str, Stage]], records: dict[str, dict]) -> dict:
+    """learning.json's content from the stages finished so far (`records`); `pending`
+    names the others, so a table read mid-run says what it still lacks."""
+    done = [(module, stage) for module, stage in stages if stage.name in records]
     models = {name[len("eval_"):]: model_figures(records[name]["result"], args.levels)
               for name in records if name.startswith("eval_")}
-    rl = {stage.name: rl_curve(stage.directory / "metrics.jsonl") for module, stage in stages if module == "train.ppo"}
+    rl = {stage.name: rl_curve(stage.directory / "metrics.jsonl") for module, stage in done if module == "train.ppo"}
     return {
         **git_commit(),
+        "complete": len(done) == len(stages),
+        "pending": [stage.name for _, stage in stages if stage.name not in records],
         "command": _command("train.reproduce", argv),
         "preset": args.preset, "model": args.model, "ablations": args.ablations,
-        "held_out": {"seed": args.seed, "levels": args.levels, **records["heldout"]["result"]},
+        "held_out": {"seed": args.seed, "levels": args.levels, **records.get("heldout", {}).get("result", {})},
         "models": models,
         "rl": rl,
         "stages": {stage.name: {"command": _command(module, stage.settings["argv"]) if module else None,
                                 "settings": stage.settings, "wall_s": records[stage.name]["wall_s"],
                                 "resumed": records[stage.name]["resumed"],
                                 "finished_at": records[stage.name]["finished_at"]}
-                   for module, stage in stages},
+                   for module, stage in done},
     }
+
+
+def write_results(args, argv: list[str], stages: list[tuple[str, Stage]], records: dict[str, dict]) -> dict:
+    """OUT/learning.json, learning.md and learning.png from the stages finished so far
+    (and with --publish bench/results/learning.json): rewritten after every stage, so a
+    run stopped or still going shows its table to date."""
+    out = Path(args.out)
+    learning = learning_results(args, argv, stages, records)
+    (out / "learning.json").write_text(json.dumps(learning, indent=2))
+    table = markdown_table(learning["models"])
+    if learning["pending"]:
+        table += f"\n\nNot finished yet: {', '.join(learning['pending'])}."
+    core = {name: read_greedy(out / f"eval_{name}") for name in ("base", "sft", "ppo") if name in learning["models"]}
+    answers = side_by_side_markdown(core, pick_problems(core, SIDE_BY_SIDE)) if core else ""
+    (out / "learning.md").write_text(f"{table}\n\n## What the models write (greedy)\n\n{answers}")
+    if learning["models"] and not plot_learning(learning["models"], learning["rl"], out / "learning.png"):
+        stderr_log("[reproduce] matplotlib is not installed: no learning.png (pip install matplotlib)")
+    if args.publish:
+        PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "learning.json", PUBLISHED)
+    return learning
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -292,24 +320,15 @@ def main(argv: list[str] | None = None) -> dict:
     records = {}
     for _, stage in stages:
         records[stage.name] = run_stage(stage)
-        if stage.name == args.stop_after_stage:
+        learning = write_results(args, argv, stages, records)
+        if stage.name == args.stop_after_stage and learning["pending"]:
             stderr_log(f"[reproduce] stopping after {stage.name} (--stop-after-stage); rerun the command to go on")
             raise SystemExit(3)
 
-    learning = learning_results(args, argv, stages, records)
-    (out / "learning.json").write_text(json.dumps(learning, indent=2))
-    table = markdown_table(learning["models"])
-    core = {name: read_greedy(out / f"eval_{name}") for name in ("base", "sft", "ppo")}
-    answers = side_by_side_markdown(core, pick_problems(core, SIDE_BY_SIDE))
-    (out / "learning.md").write_text(f"{table}\n\n## What the models write (greedy)\n\n{answers}")
-    if not plot_learning(learning["models"], learning["rl"], out / "learning.png"):
-        stderr_log("[reproduce] matplotlib is not installed: no learning.png (pip install matplotlib)")
     if args.publish:
-        PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "learning.json", PUBLISHED)
         stderr_log(f"[reproduce] published {PUBLISHED}")
     stderr_log(f"[reproduce] wrote {out / 'learning.json'}")
-    print(table)
+    print(markdown_table(learning["models"]))
     return learning
 
 
