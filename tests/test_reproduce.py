@@ -4,6 +4,7 @@ a finished stage asked to run with other settings (refused, named), the Wilson
 intervals against hand-computed values, and train.sft --no-merges."""
 
 import json
+import subprocess
 from argparse import Namespace
 
 import pytest
@@ -224,3 +225,22 @@ def test_side_by_side_picks_fixed_then_self_corrected_then_broken_problems():
 def test_side_by_side_refuses_models_scored_on_different_files():
     with pytest.raises(ValueError, match="same held-out file"):
         pick_problems({"base": _records([True]), "sft": _records([True, False])}, 2)
+
+
+def test_the_published_table_does_not_make_the_checkout_dirty(tmp_path, monkeypatch):
+    """--publish writes bench/results/learning.json after every stage; only other changes
+    mean the run's code differs from its commit."""
+    def git(*cmd):
+        subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    monkeypatch.setattr(reproduce, "REPO", tmp_path)
+    monkeypatch.setattr(reproduce, "PUBLISHED", tmp_path / "bench" / "results" / "learning.json")
+    reproduce.PUBLISHED.parent.mkdir(parents=True)
+    reproduce.PUBLISHED.write_text("{}")
+    assert reproduce.git_commit()["dirty"] is False and len(reproduce.git_commit()["commit"]) == 40
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert reproduce.git_commit()["dirty"] is True

@@ -256,7 +256,10 @@ def git_commit() -> dict:
         return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True, check=True).stdout
 
     try:
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
+        # --publish writes bench/results/learning.json after every stage: that is the output,
+        # not a change to the code the run used.
+        changes = git("status", "--porcelain", "--", ".", f":!{PUBLISHED.relative_to(REPO)}")
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(changes.strip())}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
 
