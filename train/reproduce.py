@@ -84,7 +84,8 @@ PRESETS = {
 # steps (bench/step_size.py: a first AdamW step at 1e-5 moves the model ~6 nats a token),
 # the functional tokens' new rows at 1e-3 (train/row_lr.py: at 5e-6 no functional token
 # reached p 0.5 on its own training rows); train.ppo's default preset (lr 3e-7, same
-# measurement) for 3 iterations; every evaluation searches as train.ppo's rollouts do
+# measurement) for 2 iterations (what 2 cores leave of 3 hours: ~17 min an iteration after
+# ~30 min for each of three evaluations and ~20 for SFT); every evaluation searches as train.ppo's rollouts do
 # (depth 4, 40-token steps, 160-token direct answers: at 40 they were cut before a box).
 # tiny: a random model finds no correct path, so the reference fallback gives SFT rows;
 # every size is the smallest that still runs each part (tests: seconds a stage).
@@ -92,7 +93,7 @@ STAGE_ARGS = {
     "default": dict(sft=["--preset", "default", "--no-reference-fallback", "--no-force-answer",
                          "--train-problems", "16", "--depth", "3", "--epochs", "3", "--lr", "5e-6",
                          "--functional-token-lr", "1e-3", "--warmup-steps", "3", "--checkpoint-every", "6"],
-                    ppo=["--preset", "default", "--iterations", "3"],
+                    ppo=["--preset", "default", "--iterations", "2"],
                     eval=["--depth", "4", "--max-step-tokens", "40", "--direct-answer-tokens", "160",
                           "--max-new-tokens", "256"]),
     "tiny": dict(sft=["--preset", "tiny", "--reference-fallback", "--no-force-answer", "--train-problems", "4",
