@@ -35,7 +35,7 @@ Top to bottom, a run does:
    computed once (model/tree_packing.py; `--no-tree-packing` turns it off); AdamW
    (β = 0.9, 0.95, weight decay 0.1, as the paper), linear warm-up then cosine decay,
    gradient clipping, accumulation, bf16 autocast on CUDA. The functional tokens' new
-   embedding rows take their own, larger learning rate (`--functional-token-lr`,
+   embedding rows can take their own learning rate (`--functional-token-lr`,
    train/row_lr.py): at --lr a short run leaves them where they started.
 5. **Export** a Hugging Face directory (OUT/final), then **greedy accuracy after** on the
    same held-out problems; OUT/summary.json holds both.
@@ -84,16 +84,18 @@ from train.step import autocast, clip_and_step
 # flags) ends within 15 minutes on 2 CPU cores: a demonstration of the whole phase, far
 # too small to move accuracy reliably (the paper: ~1k problems, 16 rollouts, 10 epochs).
 # Pass larger values on a GPU. `smollm2`: the 135M model's run. `tiny`: a random 2-layer
-# model for tests. functional_token_lr: 100-200x --lr, so the new rows move ~1e-3 an element
-# a step (train/row_lr.py; bench/RESULTS.md has what 5e-6 for every weight gave).
+# model for tests. functional_token_lr: None is --lr. No value is known to be right yet
+# for a short run (bench/RESULTS.md, "second run"): at 5e-6 for 9 steps on 12 rows the
+# functional tokens stayed unwritten, at 1e-3 the model wrote them everywhere; the tiny
+# preset sets one only so the tests run the row scaling, FSDP2 included.
 PRESETS = {
     "default": dict(model=DEFAULT_MODEL, data="arith", train_problems=8, eval_problems=16, rollouts=4,
                     parallel_rollouts=4, depth=2, max_step_tokens=96, direct_answer_tokens=320, epochs=2,
-                    batch_size=4, micro_batch_size=2, lr=1e-5, functional_token_lr=1e-3, warmup_steps=1, eval_max_new_tokens=320,
+                    batch_size=4, micro_batch_size=2, lr=1e-5, functional_token_lr=None, warmup_steps=1, eval_max_new_tokens=320,
                     checkpoint_every=4),
     "smollm2": dict(model=SMALL_MODEL, data="arith", train_problems=48, eval_problems=50, rollouts=4,
                     parallel_rollouts=4, depth=3, max_step_tokens=48, direct_answer_tokens=128, epochs=3,
-                    batch_size=8, micro_batch_size=4, lr=5e-5, functional_token_lr=1e-3, warmup_steps=3, eval_max_new_tokens=256,
+                    batch_size=8, micro_batch_size=4, lr=5e-5, functional_token_lr=None, warmup_steps=3, eval_max_new_tokens=256,
                     checkpoint_every=5),
     "tiny": dict(model="tiny", data="reference", train_problems=16, eval_problems=8, rollouts=2,
                  parallel_rollouts=1, depth=2, max_step_tokens=16, direct_answer_tokens=32, epochs=2,
@@ -149,7 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (paper: 7e-6 for 7B models) {preset('lr')}")
     p.add_argument("--functional-token-lr", type=positive_float,
                    help=f"peak learning rate of the 16 functional tokens' new embedding rows, on the same "
-                        f"schedule: at --lr they barely move in a short run (train/row_lr.py) "
+                        f"schedule: at --lr they barely move in a short run (train/row_lr.py); unset: --lr "
                         f"{preset('functional_token_lr')}")
     p.add_argument("--warmup-steps", type=non_negative_int,
                    help=f"optimiser steps of linear warm-up, then cosine decay (paper: 10) {preset('warmup_steps')}")
@@ -371,8 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     scheduler = make_scheduler(optimizer, args.warmup_steps, total_steps)
-    row_scale = RowStepScale(model, [tok.token_to_id(t) for t in FUNCTIONAL_TOKENS],
-                             args.functional_token_lr / args.lr)
+    row_scale = None if args.functional_token_lr is None else RowStepScale(
+        model, [tok.token_to_id(t) for t in FUNCTIONAL_TOKENS], args.functional_token_lr / args.lr)
 
     step = 0
     latest = find_latest(out)
