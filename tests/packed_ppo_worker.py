@@ -7,6 +7,7 @@ path and packed, on an FSDP2-sharded tiny model; rank 0 writes how far apart the
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,14 @@ def main(checkpoint: str, out_dir: str) -> None:
         (Path(out_dir) / "result.json").write_text(json.dumps(result, indent=1))
     barrier()  # leave together: neither rank tears its group down under the other
     shutdown()
+    # Skip interpreter finalisation: the FSDP2 models kept alive above still hold tensors
+    # that gloo's worker threads reference, and freeing them while the interpreter is torn
+    # down can abort a rank ("terminate called without an active exception", SIGABRT,
+    # seen once under a heavily loaded CI) after every result is written. Nothing is left
+    # to do but exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
