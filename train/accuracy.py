@@ -25,7 +25,8 @@ def stop_ids(tokenizer) -> set[int]:
 
 # Problems decoded together. A decode step reads every weight once however many rows it
 # carries, and a row leaves the batch when it ends, so fewer, larger batches cost less:
-# on 2 CPU cores the 0.5B default took ~0.47 s a step for 8 rows and ~1.2 s for 64.
+# the 0.5B default's 200 greedy answers on 2 CPU cores took 11.4 min in one batch, 18.1 in
+# batches of 64 (that run beside other work; bench/RESULTS.md, "second run").
 GREEDY_BATCH = 256
 
 
