@@ -21,3 +21,28 @@ def test_solve_cli_json(tiny, capsys, extra):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     out = json.loads(last)
     assert set(out) >= {"text", "answer"} and isinstance(out["text"], str)
+
+
+def test_solve_direct_answer_cap_reaches_the_search(tiny, monkeypatch, capsys):
+    """--direct-answer-tokens is the search's cap on a direct answer, as in train.eval."""
+    import train.solve as solve
+
+    seen = {}
+    real = solve.start_search
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solve, "start_search", spy)
+    solve_main(["--question", "What is 2 + 3?", "--model", str(tiny), "--max-new-tokens", "4",
+                "--direct-answer-tokens", "12", "--rollouts", "1", "--depth", "1", "--json"])
+    assert seen["direct_answer_tokens"] == 12 and seen["max_step_tokens"] == 4
+
+
+def test_solve_direct_answer_cap_checked_against_the_context(tiny):
+    from model.context import ContextLengthError
+
+    with pytest.raises(ContextLengthError, match="--direct-answer-tokens"):
+        solve_main(["--question", "What is 2 + 3?", "--model", str(tiny), "--max-new-tokens", "4",
+                    "--direct-answer-tokens", "100000000", "--rollouts", "1", "--depth", "1"])

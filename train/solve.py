@@ -37,10 +37,11 @@ from train.inference_search import leaf_answers, majority_answer, start_search
 
 @torch.inference_mode()
 def solve_mcts(model, tok, question: str, rollouts: int, max_step_tokens: int, depth: int,
-               temperature: float, seed: int) -> tuple[str, str | None, dict]:
+               temperature: float, seed: int, direct_answer_tokens: int | None = None) -> tuple[str, str | None, dict]:
     """(text of the best-valued leaf with the majority answer, that answer, the tally)."""
     env, roots = start_search(model, tok, [question], rollouts=rollouts, depth=depth,
-                              max_step_tokens=max_step_tokens, temperature=temperature, seed=seed)
+                              max_step_tokens=max_step_tokens, temperature=temperature, seed=seed,
+                              direct_answer_tokens=direct_answer_tokens)
     search(roots, env, rollouts=rollouts, max_depth=depth)
     answers = leaf_answers(env, roots[0])
     winner = majority_answer([a for _, a in answers])
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="0: greedy; N: functional-token MCTS with N rollouts")
     p.add_argument("--max-new-tokens", type=positive_int, default=256,
                    help="greedy: answer length; MCTS: cap per step")
+    p.add_argument("--direct-answer-tokens", type=positive_int, default=None,
+                   help="MCTS: cap on a direct answer, which writes the rest of the solution in one step "
+                        "(default: --max-new-tokens)")
     p.add_argument("--depth", type=positive_int, default=8, help="MCTS: most steps in a path")
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
                    help="MCTS: step sampling temperature (0: greedy steps)")
@@ -78,11 +82,12 @@ def main(argv: list[str] | None = None) -> None:
         (text,) = greedy_responses(model, tok, [args.question], args.max_new_tokens, progress=False)
         answer, votes = extract_answer(text), {}
     else:
-        check_fits_context(model.config, prompt_tokens, search_path_tokens(args.depth, args.max_new_tokens),
+        check_fits_context(model.config, prompt_tokens,
+                           search_path_tokens(args.depth, args.max_new_tokens, args.direct_answer_tokens),
                            "--question", f"--depth {args.depth} x (--max-new-tokens {args.max_new_tokens} + "
-                           f"{STEP_TAG_TOKENS} tag tokens)")
+                           f"{STEP_TAG_TOKENS} tag tokens) and --direct-answer-tokens")
         text, answer, votes = solve_mcts(model, tok, args.question, args.rollouts, args.max_new_tokens, args.depth,
-                                         args.temperature, args.seed)
+                                         args.temperature, args.seed, args.direct_answer_tokens)
     if args.json:
         print(json.dumps({"text": text, "answer": answer, "rollouts": args.rollouts, "votes": votes}))
     else:
