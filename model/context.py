@@ -25,6 +25,15 @@ def search_path_tokens(depth: int, max_step_tokens: int, direct_answer_tokens: i
     return depth * (max_step_tokens + STEP_TAG_TOKENS) + longer
 
 
+def search_path_caps(depth: int, step_flag: str, max_step_tokens: int, direct_answer_tokens: int | None) -> str:
+    """The flags behind search_path_tokens(...), as a context error names them;
+    `step_flag` is the flag that sets the step cap in the calling command."""
+    caps = f"--depth {depth} x ({step_flag} {max_step_tokens} + {STEP_TAG_TOKENS} tag tokens)"
+    if direct_answer_tokens is not None and direct_answer_tokens > max_step_tokens:
+        caps += f", one of them a direct answer of up to --direct-answer-tokens {direct_answer_tokens}"
+    return caps
+
+
 def check_fits_context(config, prompt_tokens: int, new_tokens: int, where: str, caps: str) -> None:
     """Raises ContextLengthError naming `where` (a file and line, or a flag) and `caps`
     (the flags that set `new_tokens`) when prompt + new tokens exceed the context."""

@@ -43,6 +43,6 @@ def test_solve_direct_answer_cap_reaches_the_search(tiny, monkeypatch, capsys):
 def test_solve_direct_answer_cap_checked_against_the_context(tiny):
     from model.context import ContextLengthError
 
-    with pytest.raises(ContextLengthError, match="--direct-answer-tokens"):
+    with pytest.raises(ContextLengthError, match="--direct-answer-tokens 100000000"):
         solve_main(["--question", "What is 2 + 3?", "--model", str(tiny), "--max-new-tokens", "4",
                     "--direct-answer-tokens", "100000000", "--rollouts", "1", "--depth", "1"])

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_int, run_cli)
-from model.context import STEP_TAG_TOKENS, search_path_tokens
+from model.context import search_path_caps, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.grading import is_equiv
 from rftt.tokens import add_functional_tokens
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     if budgets:
         check_problem_prompts(problems, tok, model.config,
                               search_path_tokens(args.depth, args.max_step_tokens, args.direct_answer_tokens),
-                              f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
-                              f"{STEP_TAG_TOKENS} tag tokens) and --direct-answer-tokens")
+                              search_path_caps(args.depth, "--max-step-tokens", args.max_step_tokens,
+                                               args.direct_answer_tokens))
 
     greedy_acc, records = greedy_accuracy(model, tok, problems, args.max_new_tokens, desc="greedy")
     summary = {"model": str(args.model), "data": args.data, "problems": len(problems),

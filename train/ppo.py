@@ -59,7 +59,7 @@ from tqdm import tqdm
 from model import DEFAULT_MODEL, EMBEDDED_MODELS
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
                        non_negative_int, positive_float, positive_int, run_cli, unit_float)
-from model.context import STEP_TAG_TOKENS, search_path_tokens
+from model.context import search_path_caps, search_path_tokens
 from model.tree_packing import PackedTree, pack_paths
 from rftt.data import Problem, load_problems
 from rftt.rewards import RewardFn
@@ -358,8 +358,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     scheduler = make_scheduler(optimizer, args.warmup_iterations, args.iterations, constant=True)
     path_tokens = search_path_tokens(args.depth, args.max_step_tokens, args.direct_answer_tokens)
     longest_prompt = check_problem_prompts(problems, tok, policy.config, path_tokens,
-                                           f"--depth {args.depth} x (--max-step-tokens {args.max_step_tokens} + "
-                                           f"{STEP_TAG_TOKENS} tag tokens) and --direct-answer-tokens")
+                                           search_path_caps(args.depth, "--max-step-tokens", args.max_step_tokens,
+                                                            args.direct_answer_tokens))
 
     start = 0
     latest = find_latest(out)

@@ -26,7 +26,7 @@ import torch
 from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, non_negative_float, non_negative_int,
                        positive_int, run_cli)
-from model.context import STEP_TAG_TOKENS, check_fits_context, search_path_tokens
+from model.context import check_fits_context, search_path_caps, search_path_tokens
 from rftt.grading import extract_answer, normalize_answer
 from rftt.prompts import solve_prompt_ids
 from rftt.tokens import add_functional_tokens
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         check_fits_context(model.config, prompt_tokens,
                            search_path_tokens(args.depth, args.max_new_tokens, args.direct_answer_tokens),
-                           "--question", f"--depth {args.depth} x (--max-new-tokens {args.max_new_tokens} + "
-                           f"{STEP_TAG_TOKENS} tag tokens) and --direct-answer-tokens")
+                           "--question", search_path_caps(args.depth, "--max-new-tokens", args.max_new_tokens,
+                                                          args.direct_answer_tokens))
         text, answer, votes = solve_mcts(model, tok, args.question, args.rollouts, args.max_new_tokens, args.depth,
                                          args.temperature, args.seed, args.direct_answer_tokens)
     if args.json:
