@@ -24,7 +24,7 @@ import time
 from typing import Sequence
 
 from search.engine import Engine
-from search.mcts import search
+from search.mcts import ROLLOUT_BAR_FORMAT, search
 from search.sampling import SamplingParams
 
 from .data import DataError, Problem, _rows
@@ -63,7 +63,7 @@ def build_sft_data(model, tokenizer, problems: list[Problem], *, rollouts: int =
     env = PromptDrivenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens, seed=seed,
                           direct_answer_tokens=direct_answer_tokens, force_answer=force_answer)
     roots = env.roots(problems)
-    with tqdm(total=rollouts, desc="phase-1 search (rollouts)", disable=not progress) as bar:
+    with tqdm(total=rollouts, desc="phase-1 search", bar_format=ROLLOUT_BAR_FORMAT, disable=not progress) as bar:
         search(roots, env, rollouts, max_depth, progress=bar, parallel_rollouts=parallel_rollouts)
     search_s = time.perf_counter() - start
 

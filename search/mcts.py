@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 
 @dataclass(eq=False)
@@ -122,9 +122,10 @@ def _distinct(nodes: Iterable[TreeNode]) -> list[TreeNode]:
 
 
 def rollout(roots: Sequence[TreeNode], env: Environment, max_depth: int, c: float = 2.0,
-            parallel_rollouts: int = 1) -> list[TreeNode]:
+            parallel_rollouts: int = 1, on_level: Callable[[], None] | None = None) -> list[TreeNode]:
     """One wave: `parallel_rollouts` rollouts in every tree, all in lockstep; returns the
-    leaf each rollout ended at, tree by tree (a tree's rollouts in selection order)."""
+    leaf each rollout ended at, tree by tree (a tree's rollouts in selection order).
+    `on_level` is called after each tree level is generated (at most max_depth + 1 times)."""
     if parallel_rollouts < 1:
         raise ValueError(f"parallel_rollouts must be >= 1, got {parallel_rollouts}")
     frontier = [root for root in roots for _ in range(parallel_rollouts)]  # one entry per rollout
@@ -134,6 +135,8 @@ def rollout(roots: Sequence[TreeNode], env: Environment, max_depth: int, c: floa
         fresh = _distinct(frontier[i] for i in active if frontier[i].state is None)
         if fresh:
             env.generate(fresh)
+        if on_level is not None:
+            on_level()
         expandable = _distinct(
             frontier[i] for i in active
             if not frontier[i].terminal and not frontier[i].children and frontier[i].depth < max_depth
@@ -181,12 +184,22 @@ def wave_sizes(rollouts: int, parallel_rollouts: int, pause_at: Iterable[int] = 
     return sizes
 
 
+# tqdm's bar_format for a bar that counts rollouts in the fractions search() reports.
+ROLLOUT_BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} rollouts [{elapsed}<{remaining}]"
+
+
 def search(roots: Sequence[TreeNode], env: Environment, rollouts: int, max_depth: int, c: float = 2.0,
            progress=None, parallel_rollouts: int = 1) -> list[TreeNode]:
     """`rollouts` rollouts in every tree, in waves of up to `parallel_rollouts`; returns
-    the roots (now holding the trees)."""
+    the roots (now holding the trees). `progress` (a tqdm bar counting rollouts; format
+    ROLLOUT_BAR_FORMAT) moves a fraction of a wave per tree level, so a search of one wave
+    does not sit at 0 until it ends."""
+    done = 0 if progress is None else progress.n  # the bar may have counted earlier work
     for size in wave_sizes(rollouts, parallel_rollouts):
-        rollout(roots, env, max_depth, c, size)
+        per_level = size / (max_depth + 1)  # a wave runs at most max_depth + 1 levels
+        rollout(roots, env, max_depth, c, size,
+                on_level=None if progress is None else (lambda: progress.update(per_level)))
+        done += size
         if progress is not None:
-            progress.update(size)
+            progress.update(done - progress.n)  # the wave is over, whatever levels it did not need
     return list(roots)

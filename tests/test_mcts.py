@@ -182,3 +182,24 @@ def test_a_fully_explored_tree_revisits_leaves_until_its_budget_is_spent():
     rewards = [leaves for kind, leaves in env.calls if kind == "reward"]
     assert [len(r) for r in rewards] == [4, 4]  # six and four rollouts; four distinct leaves each
     _check_bookkeeping(root)
+
+
+@pytest.mark.parametrize("rollouts", [4, 6])
+def test_search_progress_moves_within_a_wave_and_ends_on_the_rollout_count(rollouts):
+    """Waves of 4 rollouts, depth 3: the bar moves at each tree level (at most 4 of them,
+    a quarter of the wave each), and stands at exactly the rollout count at the end."""
+    seen = []
+
+    class Bar:
+        n = 0.0
+
+        def update(self, k):
+            self.n += k
+            seen.append(self.n)
+
+    env = ToyEnv()
+    bar = Bar()
+    search([TreeNode(None)], env, rollouts=rollouts, max_depth=3, progress=bar, parallel_rollouts=4)
+    assert bar.n == rollouts
+    assert len(seen) >= 2 and 0 < seen[0] < 4  # moved before the first wave ended
+    assert all(a <= b for a, b in zip(seen, seen[1:]))

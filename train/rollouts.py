@@ -21,7 +21,7 @@ from rftt.prompts import solve_prompt_ids
 from rftt.rewards import RewardFn, outcome_reward
 from rftt.steps import parse_steps
 from search.engine import Engine
-from search.mcts import search
+from search.mcts import ROLLOUT_BAR_FORMAT, search
 from search.sampling import SamplingParams
 from train.accuracy import stop_ids
 from train.sequences import Sequence
@@ -49,7 +49,7 @@ def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, roll
                              direct_answer_tokens=direct_answer_tokens)
     prompts = [solve_prompt_ids(tokenizer, p.question) for p in problems]
     roots = env.roots(prompts)
-    with tqdm(total=rollouts, desc=desc, unit="rollout", leave=False, disable=not progress) as bar:
+    with tqdm(total=rollouts, desc=desc, bar_format=ROLLOUT_BAR_FORMAT, leave=False, disable=not progress) as bar:
         search(roots, env, rollouts=rollouts, max_depth=max_depth, progress=bar, parallel_rollouts=parallel_rollouts)
     samples = []
     for i, root in enumerate(roots):
