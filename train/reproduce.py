@@ -79,23 +79,26 @@ PRESETS = {
 }
 # Each preset's argv for the stages, before --sft-args / --ppo-args / --eval-args.
 # default: sized for the 0.5B default on 2 CPU cores (bench/RESULTS.md, "The table in
-# miniature"): the phase-1 data as the paper makes it (search paths and cross-verified
-# merges, no fallback) from 16 problems searched 3 steps deep; SFT at 5e-6 with 3 warm-up
-# steps (bench/step_size.py: a first AdamW step at 1e-5 moves the model ~6 nats a token),
-# the functional tokens' new rows at 1e-3 (train/row_lr.py: at 5e-6 no functional token
-# reached p 0.5 on its own training rows); train.ppo's default preset (lr 3e-7, same
-# measurement) for 2 iterations (what 2 cores leave of 3 hours: ~17 min an iteration after
-# ~30 min for each of three evaluations and ~20 for SFT); every evaluation searches as train.ppo's rollouts do
-# (depth 4, 40-token steps, 160-token direct answers: at 40 they were cut before a box).
+# miniature" and "More SFT rows"): the phase-1 data as the paper makes it (search paths and
+# cross-verified merges, no fallback) from 64 problems searched 3 steps deep (58 rows,
+# ~31 min of search; 16 problems gave 12 rows, too few to teach which tag comes); SFT at
+# 5e-6 for 2 epochs with 3 warm-up steps (bench/step_size.py: a first AdamW step at 1e-5
+# moves the model ~6 nats a token), the functional tokens' new rows at 3e-4
+# (train/row_lr.py; at 1e-4 no tag was written, at 1e-3 tags looped everywhere);
+# train.ppo's default preset (lr 3e-7, same measurement) for 2 iterations; every
+# evaluation searches as train.ppo's rollouts do (depth 4, 40-token steps, 160-token direct
+# answers) and decodes greedy answers up to 512 tokens (the SFT rows average 358 tokens,
+# 42 of 58 over 256; of the base model's answers to 40 held-out problems, 15 were cut at
+# 256 and none at 512, with the same 18 right).
 # tiny: a random model finds no correct path, so the reference fallback gives SFT rows;
 # every size is the smallest that still runs each part (tests: seconds a stage).
 STAGE_ARGS = {
     "default": dict(sft=["--preset", "default", "--no-reference-fallback", "--no-force-answer",
-                         "--train-problems", "16", "--depth", "3", "--epochs", "3", "--lr", "5e-6",
-                         "--functional-token-lr", "1e-3", "--warmup-steps", "3", "--checkpoint-every", "6"],
+                         "--train-problems", "64", "--depth", "3", "--epochs", "2", "--lr", "5e-6",
+                         "--functional-token-lr", "3e-4", "--warmup-steps", "3", "--checkpoint-every", "6"],
                     ppo=["--preset", "default", "--iterations", "2"],
                     eval=["--depth", "4", "--max-step-tokens", "40", "--direct-answer-tokens", "160",
-                          "--max-new-tokens", "256"]),
+                          "--max-new-tokens", "512"]),
     "tiny": dict(sft=["--preset", "tiny", "--reference-fallback", "--no-force-answer", "--train-problems", "4",
                       "--epochs", "1", "--batch-size", "4", "--micro-batch-size", "4"],
                  ppo=["--preset", "tiny", "--iterations", "2", "--problems-per-iteration", "1", "--rollouts", "2"],
