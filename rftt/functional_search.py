@@ -3,8 +3,13 @@
 No prompts steer this search: the model writes its own reasoning steps, and the tree
 branches on *which function comes next*. After a step ``<tag>\\n...\\n</tag>\\n`` the
 model's next-token distribution over the opening functional tokens, restricted to the
-allowed transitions (rftt/steps.py, RL_TRANSITIONS), ranks the children; the search
-visits the most probable unexplored one first, then UCT (search/mcts.py).
+allowed transitions (rftt/steps.py, RL_TRANSITIONS), decides the children: the allowed
+functions the model gives at least `min_function_prob`, most probable first; when it
+gives none of them that much (a model that never learned the tags), every allowed
+function, as the authors' release does. The search visits the most probable unexplored
+child first, then UCT (search/mcts.py). Without the floor a tree spends as many rollouts
+on a function the model writes with probability 1e-8 as on one it writes 6 times in 10
+(bench/RESULTS.md, "More SFT rows"): those paths teach the policy nothing it would do.
 
 Generating a child step is: fork the parent's branch (its KV is shared, not copied),
 force the opening tag and a newline, decode until a functional token, EOS, or the step's
@@ -38,6 +43,10 @@ from .tokens import CLOSE_TAGS, FUNCTIONS, close_tag, open_tag
 # solution in one step, so a step's cap cuts it mid-calculation, before its \boxed{}.
 STEP_CAPS = {f: 512 for f in FUNCTIONS} | {"subquestion": 256, "direct_answer": 4096, "output": 256}
 
+# A function becomes a child when the model would write it at least this often: about
+# once in the paper's 16 rollouts of a problem.
+MIN_FUNCTION_PROB = 0.05
+
 
 @dataclass
 class StepState:
@@ -51,7 +60,9 @@ class FunctionalTokenEnv:
 
     def __init__(self, engine: Engine, tokenizer, sampling: SamplingParams, max_step_tokens: int = 512,
                  golds: list[str | None] | None = None, seed: int = 0, reward_fn: RewardFn = outcome_reward,
-                 direct_answer_tokens: int | None = None):
+                 direct_answer_tokens: int | None = None, min_function_prob: float = MIN_FUNCTION_PROB):
+        if not 0.0 <= min_function_prob <= 1.0:
+            raise ValueError(f"min_function_prob must be in [0, 1], got {min_function_prob}")
         missing = [t for t in (open_tag(f) for f in FUNCTIONS) if tokenizer.token_to_id(t) is None]
         if missing:
             raise ValueError(f"the tokenizer lacks functional tokens {missing}: call rftt.tokens.add_functional_tokens first")
@@ -60,6 +71,7 @@ class FunctionalTokenEnv:
         if direct_answer_tokens is not None:
             self.caps["direct_answer"] = min(STEP_CAPS["direct_answer"], direct_answer_tokens)
         self.golds = golds
+        self.min_function_prob = min_function_prob
         self.reward_fn = reward_fn  # (response text, gold) -> float; the paper's outcome reward by default
         self.open_ids = {f: tokenizer.token_to_id(open_tag(f)) for f in FUNCTIONS}
         self.close_ids = {tokenizer.token_to_id(t) for t in CLOSE_TAGS}
@@ -94,8 +106,10 @@ class FunctionalTokenEnv:
         for node in nodes:
             allowed = RL_TRANSITIONS[node.action or ROOT]
             probs = torch.softmax(node.state.branch.next_logits.float(), -1)
-            scored = [(f, float(probs[self.open_ids[f]])) for f in allowed]
-            out.append(sorted(scored, key=lambda fp: -fp[1]))  # stable: table order breaks ties
+            scored = sorted(((f, float(probs[self.open_ids[f]])) for f in allowed),
+                            key=lambda fp: -fp[1])  # stable: table order breaks ties
+            likely = [(f, p) for f, p in scored if p >= self.min_function_prob]
+            out.append(likely or scored)
         return out
 
     def generate(self, nodes):

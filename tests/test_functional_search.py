@@ -21,14 +21,15 @@ def tiny(tmp_path):
     return model, tok, tmp_path / "ckpt"
 
 
-def _env(model, tok, golds=None, max_step_tokens=6):
+def _env(model, tok, golds=None, max_step_tokens=6, **kwargs):
     engine = Engine(model, num_slots=4096)
-    return FunctionalTokenEnv(engine, tok, SamplingParams(temperature=1.0), max_step_tokens, golds=golds, seed=1)
+    return FunctionalTokenEnv(engine, tok, SamplingParams(temperature=1.0), max_step_tokens, golds=golds, seed=1,
+                              **kwargs)
 
 
 def test_children_are_allowed_tags_ranked_by_model_probability(tiny):
     model, tok, _ = tiny
-    env = _env(model, tok)
+    env = _env(model, tok, min_function_prob=0.0)
     prompt = tok.encode("What is 2 + 3?")
     (root,) = env.roots([prompt])
     (kids,) = env.children([root])
@@ -39,6 +40,51 @@ def test_children_are_allowed_tags_ranked_by_model_probability(tiny):
     assert [f for f, _ in kids] == expected
     for f, p in kids:
         assert p == pytest.approx(probs[tok.token_to_id(open_tag(f))].item(), rel=1e-4)
+
+
+def _root_with_tag_probs(env, tok, probs: dict[str, float]):
+    """A root whose next-token distribution gives each named tag the given probability
+    and spreads the rest over the ordinary tokens."""
+    (root,) = env.roots([tok.encode("What is 2 + 3?")])
+    logits = root.state.branch.next_logits
+    tag_ids = [tok.token_to_id(open_tag(f)) for f in probs]
+    rest = 1.0 - sum(probs.values())
+    dist = torch.full_like(logits, rest / (logits.numel() - len(tag_ids)))
+    for f, p in probs.items():
+        dist[tok.token_to_id(open_tag(f))] = p
+    root.state.branch.next_logits = dist.log()
+    return root
+
+
+def test_children_are_the_functions_the_model_would_write(tiny):
+    """Functions under the floor are not searched: a tree's rollouts go to what the policy
+    writes, not to a tag it gives 1e-8 (the authors' release keeps only the likely tags)."""
+    model, tok, _ = tiny
+    probs = {"clarify": 0.55, "analysis": 0.4, "subquestion": 1e-8, "next_step": 0.049}
+    env = _env(model, tok, min_function_prob=0.05)
+    (kids,) = env.children([_root_with_tag_probs(env, tok, probs)])
+    assert [f for f, _ in kids] == ["clarify", "analysis"]
+    assert [p for _, p in kids] == pytest.approx([0.55, 0.4], rel=1e-4)
+    env = _env(model, tok, min_function_prob=0.0)  # no floor: every allowed function
+    (kids,) = env.children([_root_with_tag_probs(env, tok, probs)])
+    assert [f for f, _ in kids] == ["clarify", "analysis", "next_step", "subquestion"]
+
+
+def test_a_model_that_writes_no_tag_gets_every_allowed_function(tiny):
+    """Below the floor everywhere (a base model that never saw the tags): every allowed
+    function, most probable first, so the search still has somewhere to go."""
+    model, tok, _ = tiny
+    probs = {"clarify": 1e-4, "analysis": 3e-4, "subquestion": 2e-4, "next_step": 1e-5}
+    env = _env(model, tok, min_function_prob=0.05)
+    (kids,) = env.children([_root_with_tag_probs(env, tok, probs)])
+    assert [f for f, _ in kids] == ["analysis", "subquestion", "clarify", "next_step"]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_env_refuses_a_floor_outside_0_1(tiny, bad):
+    model, tok, _ = tiny
+    with pytest.raises(ValueError, match="min_function_prob"):
+        _env(model, tok, min_function_prob=bad)
 
 
 def test_search_builds_well_formed_paths_with_rewards(tiny):

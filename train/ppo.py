@@ -62,6 +62,7 @@ from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_wri
 from model.context import search_path_caps, search_path_tokens
 from model.tree_packing import PackedTree, pack_paths
 from rftt.data import Problem, load_problems
+from rftt.functional_search import MIN_FUNCTION_PROB
 from rftt.rewards import RewardFn
 from search.engine import Engine
 from train.advantages import ESTIMATORS, KL_ESTIMATORS, advantages, kl_estimate, kl_in_loss
@@ -132,6 +133,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--direct-answer-tokens", type=positive_int,
                    help=f"cap on a direct answer, which writes the rest of the solution in one step "
                         f"(paper: 4096) {preset('direct_answer_tokens')}")
+    p.add_argument("--min-function-prob", type=unit_float, default=MIN_FUNCTION_PROB,
+                   help="a functional token becomes a search child only when the policy gives it at least this "
+                        "probability (when it gives no allowed one that much: every allowed one); 0 searches "
+                        "every allowed function")
     p.add_argument("--temperature", type=positive_float, default=0.7,
                    help="step sampling temperature (> 0: the search samples step text, and the PPO ratio divides by it)")
     p.add_argument("--reward-fn", default="rftt.rewards:outcome_reward",
@@ -396,7 +401,8 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                                                   max_step_tokens=args.max_step_tokens, temperature=args.temperature,
                                                   seed=seed, progress=info.is_main, reward_fn=reward_fn,
                                                   parallel_rollouts=args.parallel_rollouts,
-                                                  direct_answer_tokens=args.direct_answer_tokens)
+                                                  direct_answer_tokens=args.direct_answer_tokens,
+                                                  min_function_prob=args.min_function_prob)
             else:  # the "w/o MCTS" ablation: as many whole answers as MCTS gives paths, no tree
                 samples, roots = sample_rollouts(engine, tok, mine, samples_per_problem=args.rollouts,
                                                  max_new_tokens=path_tokens, temperature=args.temperature, seed=seed,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from rftt.data import Problem
-from rftt.functional_search import FunctionalTokenEnv
+from rftt.functional_search import MIN_FUNCTION_PROB, FunctionalTokenEnv
 from rftt.grading import extract_answer
 from rftt.prompts import solve_prompt_ids
 from rftt.rewards import RewardFn, outcome_reward
@@ -40,13 +40,15 @@ class Sample:
 def collect_rollouts(engine: Engine, tokenizer, problems: list[Problem], *, rollouts: int, max_depth: int,
                      max_step_tokens: int, temperature: float, seed: int, progress: bool = True,
                      desc: str = "rollouts", reward_fn: RewardFn = outcome_reward,
-                     parallel_rollouts: int = 1, direct_answer_tokens: int | None = None) -> tuple[list[Sample], list]:
+                     parallel_rollouts: int = 1, direct_answer_tokens: int | None = None,
+                     min_function_prob: float = MIN_FUNCTION_PROB) -> tuple[list[Sample], list]:
     """Searches every problem with `rollouts` MCTS rollouts, `parallel_rollouts` of each tree
     per wave (search/mcts.py: virtual loss); returns (samples, roots). Steps are capped at
-    `max_step_tokens`, a direct answer at `direct_answer_tokens` (default: the same)."""
+    `max_step_tokens`, a direct answer at `direct_answer_tokens` (default: the same); a
+    function is a child when the policy gives it `min_function_prob` (rftt/functional_search.py)."""
     env = FunctionalTokenEnv(engine, tokenizer, SamplingParams(temperature=temperature), max_step_tokens,
                              golds=[p.answer for p in problems], seed=seed, reward_fn=reward_fn,
-                             direct_answer_tokens=direct_answer_tokens)
+                             direct_answer_tokens=direct_answer_tokens, min_function_prob=min_function_prob)
     prompts = [solve_prompt_ids(tokenizer, p.question) for p in problems]
     roots = env.roots(prompts)
     with tqdm(total=rollouts, desc=desc, bar_format=ROLLOUT_BAR_FORMAT, leave=False, disable=not progress) as bar:
