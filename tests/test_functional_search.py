@@ -29,7 +29,7 @@ def _env(model, tok, golds=None, max_step_tokens=6, **kwargs):
 
 def test_children_are_allowed_tags_ranked_by_model_probability(tiny):
     model, tok, _ = tiny
-    env = _env(model, tok, min_function_prob=0.0)
+    env = _env(model, tok)  # the default floor, 0: every allowed function
     prompt = tok.encode("What is 2 + 3?")
     (root,) = env.roots([prompt])
     (kids,) = env.children([root])

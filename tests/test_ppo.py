@@ -136,3 +136,23 @@ def test_sampling_ablation_draws_whole_answers_instead_of_a_tree(checkpoint, tmp
     trees = json.loads(next((tmp_path / "a" / "samples").glob("iteration_*.json")).read_text())
     assert len(trees) == 8 and all(len(t["leaves"]) == 3 and "tree" not in t for t in trees)
     assert not list((tmp_path / "a" / "samples").glob("*.html"))  # no tree, no page
+
+
+def test_the_function_floor_reaches_the_search(checkpoint, tmp_path, monkeypatch):
+    """--min-function-prob is handed to the rollout search (default 0: every allowed
+    function is a child, rftt/functional_search.py says why)."""
+    import train.ppo as ppo
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["min_function_prob"])
+        return real(*args, **kwargs)
+
+    real = ppo.collect_rollouts
+    monkeypatch.setattr(ppo, "collect_rollouts", spy)
+    main(_toy(checkpoint, tmp_path / "floor", 1, "--min-function-prob", "0.3"))
+    main(_toy(checkpoint, tmp_path / "default", 1))
+    assert seen == [0.3, 0.0]
+    with pytest.raises(SystemExit):
+        main(_toy(checkpoint, tmp_path / "bad", 1, "--min-function-prob", "1.5"))
