@@ -197,9 +197,13 @@ def search(roots: Sequence[TreeNode], env: Environment, rollouts: int, max_depth
     done = 0 if progress is None else progress.n  # the bar may have counted earlier work
     for size in wave_sizes(rollouts, parallel_rollouts):
         per_level = size / (max_depth + 1)  # a wave runs at most max_depth + 1 levels
-        rollout(roots, env, max_depth, c, size,
-                on_level=None if progress is None else (lambda: progress.update(per_level)))
-        done += size
+        end = done + size
+
+        def level_done(end=end, per_level=per_level):  # never past the wave's end: shares of
+            progress.update(min(per_level, end - progress.n))  # 0.8 can add up to 4.000000000000001
+
+        rollout(roots, env, max_depth, c, size, on_level=None if progress is None else level_done)
+        done = end
         if progress is not None:
             progress.update(done - progress.n)  # the wave is over, whatever levels it did not need
     return list(roots)

@@ -184,10 +184,12 @@ def test_a_fully_explored_tree_revisits_leaves_until_its_budget_is_spent():
     _check_bookkeeping(root)
 
 
-@pytest.mark.parametrize("rollouts", [4, 6])
-def test_search_progress_moves_within_a_wave_and_ends_on_the_rollout_count(rollouts):
-    """Waves of 4 rollouts, depth 3: the bar moves at each tree level (at most 4 of them,
-    a quarter of the wave each), and stands at exactly the rollout count at the end."""
+@pytest.mark.parametrize("rollouts, depth", [(4, 3), (6, 3), (16, 4), (16, 2)])
+def test_search_progress_moves_within_a_wave_and_ends_on_the_rollout_count(rollouts, depth):
+    """Waves of 4 rollouts: the bar moves at each tree level (at most depth + 1 of them, a
+    share of the wave each), never past the wave's end (5 shares of 0.8 add
+    up to more than 4 in floating point, and tqdm warns at a fraction above 1), and stands
+    at exactly the rollout count at the end."""
     seen = []
 
     class Bar:
@@ -197,9 +199,10 @@ def test_search_progress_moves_within_a_wave_and_ends_on_the_rollout_count(rollo
             self.n += k
             seen.append(self.n)
 
-    env = ToyEnv()
+    env = ToyEnv(depth=depth)
     bar = Bar()
-    search([TreeNode(None)], env, rollouts=rollouts, max_depth=3, progress=bar, parallel_rollouts=4)
+    search([TreeNode(None)], env, rollouts=rollouts, max_depth=depth, progress=bar, parallel_rollouts=4)
     assert bar.n == rollouts
     assert len(seen) >= 2 and 0 < seen[0] < 4  # moved before the first wave ended
+    assert max(seen) <= rollouts
     assert all(a <= b for a, b in zip(seen, seen[1:]))
