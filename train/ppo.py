@@ -1,6 +1,6 @@
 """RFTT phase 2: online RL with functional-token MCTS rollouts (paper §3.3).
 
-    python -m train.ppo                                  # from runs/sft/final (or the embedded model), CPU ≤ 15 min
+    python -m train.ppo                                  # from runs/sft/final (or the embedded model); ~25 min an iteration on 2 CPU cores
     python -m train.ppo --preset tiny --out runs/tiny    # a tiny random model: seconds (tests)
     python -m train.ppo --model runs/sft/final --estimator gae --iterations 200
     torchrun --nproc_per_node=8 -m train.ppo ...         # rollouts data-parallel, FSDP2 training
@@ -83,20 +83,19 @@ from train.step import autocast, clip_and_step
 SFT_OUTPUT = Path("runs/sft/final")  # where `python -m train.sft` exports by default
 
 # Defaults follow the paper where a CPU allows (β = 0.01, γ = 1, ε = 0.2, 16 rollouts a
-# problem, REINFORCE++ with k1). The sizes were chosen on SmolLM2-135M (one iteration about
-# 130 s on 2 CPU cores); on the Qwen 0.5B default one iteration takes about 7 minutes.
-# The learning rate was measured on the Qwen default: AdamW's first step is a sign step
-# (every weight moves by lr), and one such step from a fresh optimiser moved the sampled
-# tokens' log-probs by a mean approximate KL of 1.06 nats a token at 2e-6, 0.19 at 1e-6,
-# 0.031 at 3e-7 and 0.005 at 1e-7 (16 samples of an iteration, random advantages). At
-# 2e-6 the second mini-batch's ratios were far outside the clip (train.ppo logged an
-# approximate KL to the old policy of 190); 3e-7 keeps a step near the ~0.02 nats that
-# PPO's clip is built for. (The paper: 5e-7 for 7B models.) A direct answer gets its own
-# cap, 160 tokens: at the 40-token step cap every direct answer of an early run was cut
-# mid-calculation, before its \boxed{}, and the leaf scored nothing whatever its reasoning.
+# problem, REINFORCE++ with k1); the rest was measured on the Qwen 0.5B default from the SFT
+# model (bench/RESULTS.md, "RL from the SFT model"), one iteration ~25 min on 2 CPU cores.
+# Step caps, 96 tokens and 320 for a direct answer (which writes the rest of the solution in
+# one step): the SFT data's own. At 40/160 the search cut 56 of 94 steps and several direct
+# answers at `\boxed{`, and one iteration found 1 correct leaf in 55; at 96/320, 8 in 57.
+# Learning rate 1e-6: in that iteration the logged approximate KL to the old policy was
+# 0.0043 (clip fraction 1.4 %) at 1e-6 and 0.0005 (0.3 %) at 3e-7, the old default, which
+# barely moves the policy. (A probe of one fresh AdamW step on random advantages,
+# bench/step_size.py, overstates it: 0.32 at 1e-6. At 2e-6 an early run's logged
+# approximate KL was 190, far outside the clip.) The paper: 5e-7 for 7B models.
 PRESETS = {
     "default": dict(model=None, data="arith", iterations=5, problems_per_iteration=4, rollouts=16, depth=4,
-                    parallel_rollouts=4, max_step_tokens=40, direct_answer_tokens=160, lr=3e-7, warmup_iterations=1, mini_batches=2,
+                    parallel_rollouts=4, max_step_tokens=96, direct_answer_tokens=320, lr=1e-6, warmup_iterations=1, mini_batches=2,
                     micro_batch_size=8,
                     checkpoint_every=1),
     "tiny": dict(model="tiny", data="arith", iterations=3, problems_per_iteration=2, rollouts=3, depth=2,

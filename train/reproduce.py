@@ -85,11 +85,13 @@ PRESETS = {
 # 5e-6 for 2 epochs with 3 warm-up steps (bench/step_size.py: a first AdamW step at 1e-5
 # moves the model ~6 nats a token), the functional tokens' new rows at 3e-4
 # (train/row_lr.py; at 1e-4 no tag was written, at 1e-3 tags looped everywhere);
-# train.ppo's default preset (lr 3e-7, same measurement) for 2 iterations; every
-# evaluation searches as train.ppo's rollouts do (depth 4, 40-token steps, 160-token direct
-# answers) and decodes greedy answers up to 512 tokens (the SFT rows average 358 tokens,
-# 42 of 58 over 256; of the base model's answers to 40 held-out problems, 15 were cut at
-# 256 and none at 512, with the same 18 right).
+# train.ppo's default preset (96-token steps, 320-token direct answers, lr 1e-6: measured
+# from the SFT model in bench/RESULTS.md, "RL from the SFT model") for 2 iterations; every
+# evaluation searches as train.ppo's rollouts do (depth 4, 96-token steps, 320-token direct
+# answers: MCTS@16 on 8 problems took 7.5 min for the SFT model, so ~25 min on the 32) and
+# decodes greedy answers up to 512 tokens (the SFT rows average 358 tokens, 42 of 58 over
+# 256; of the base model's answers to 40 held-out problems, 15 were cut at 256 and none at
+# 512, with the same 18 right).
 # tiny: a random model finds no correct path, so the reference fallback gives SFT rows;
 # every size is the smallest that still runs each part (tests: seconds a stage).
 STAGE_ARGS = {
@@ -97,7 +99,7 @@ STAGE_ARGS = {
                          "--train-problems", "64", "--depth", "3", "--epochs", "2", "--lr", "5e-6",
                          "--functional-token-lr", "3e-4", "--warmup-steps", "3", "--checkpoint-every", "6"],
                     ppo=["--preset", "default", "--iterations", "2"],
-                    eval=["--depth", "4", "--max-step-tokens", "40", "--direct-answer-tokens", "160",
+                    eval=["--depth", "4", "--max-step-tokens", "96", "--direct-answer-tokens", "320",
                           "--max-new-tokens", "512"]),
     "tiny": dict(sft=["--preset", "tiny", "--reference-fallback", "--no-force-answer", "--train-problems", "4",
                       "--epochs", "1", "--batch-size", "4", "--micro-batch-size", "4"],
