@@ -71,6 +71,37 @@ def test_keeps_last_checkpoints_and_ignores_partial(tmp_path):
     assert find_latest(tmp_path / "run").name == "step_00000003"
 
 
+def test_a_failed_save_says_why_drops_its_partial_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    # A full disk shows up deep in torch.save as "unexpected pos 704 vs 598" (seen on a
+    # PPO run of the 0.5B model); the run must stop with a line that says what failed.
+    import pytest
+
+    import train.checkpoint as checkpoint
+
+    write_checkpoint(tmp_path / "ckpt", "qwen2", seed=1)
+    info = init_distributed("cpu")
+    model, opt, _ = _fresh(tmp_path / "ckpt")
+    save_checkpoint(tmp_path / "run", 1, model, opt, {"data_pos": 1}, info)
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if str(f).endswith("trainer_state.pt"):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        save_checkpoint(tmp_path / "run", 2, model, opt, {"data_pos": 2}, info)
+    message = str(err.value)
+    assert "step_00000002.tmp" in message and "step-2 checkpoint failed" in message
+    assert "unexpected pos 704 vs 598" in message and "GiB free" in message
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000001"]
+    monkeypatch.undo()
+    latest = find_latest(tmp_path / "run")
+    assert latest.name == "step_00000001"
+    assert load_checkpoint(latest, *_fresh(tmp_path / "ckpt")[:2], info)["data_pos"] == 1
+
+
 def test_schedule_shape():
     values = [warmup_cosine(s, 3, 13, min_ratio=0.1) for s in range(14)]
     assert values[:3] == [1 / 3, 2 / 3, 1.0]

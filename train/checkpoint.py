@@ -146,11 +146,22 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     barrier()
     state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
-    with _quiet_single_process():
-        dcp.save(state, checkpoint_id=str(tmp), no_dist=_no_dist())
-    torch.save(_rng_state(), tmp / f"rng_rank{info.rank}.pt")
-    if info.is_main:
-        torch.save(dict(trainer_state, step=step, cpu_threads=torch.get_num_threads()), tmp / "trainer_state.pt")
+    try:
+        with _quiet_single_process():
+            dcp.save(state, checkpoint_id=str(tmp), no_dist=_no_dist())
+        torch.save(_rng_state(), tmp / f"rng_rank{info.rank}.pt")
+        if info.is_main:
+            torch.save(dict(trainer_state, step=step, cpu_threads=torch.get_num_threads()), tmp / "trainer_state.pt")
+    except (Exception, CheckpointException) as e:
+        # A full disk surfaces as torch's "unexpected pos 704 vs 598" deep in DCP. Drop
+        # the partial directory (it only takes space; the previous checkpoints are untouched)
+        # and say where and how much room is left.
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        free_gb = shutil.disk_usage(root).free / 2**30
+        raise CheckpointError(f"{tmp}: writing the step-{step} checkpoint failed ({cause}); {free_gb:.1f} GiB free "
+                              f"on that disk. Earlier checkpoints in {root} are intact: free space and run "
+                              "the same command to resume from the last one") from e
     barrier()
     if info.is_main:
         if final.exists():  # only a damaged one that find_latest skipped: keep it for inspection
