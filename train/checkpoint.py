@@ -99,6 +99,12 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+def _cause(error: BaseException) -> str:
+    """A DCP CheckpointException's text is every rank's traceback: its last line is the cause."""
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
 def find_latest(run_dir: str | Path) -> Path | None:
     """The newest intact checkpoint of a run directory, or None when it has none. Newer
     damaged ones are reported on stderr and left where they are; when every checkpoint
@@ -157,9 +163,8 @@ def save_checkpoint(
         # the partial directory (it only takes space; the previous checkpoints are untouched)
         # and say where and how much room is left.
         shutil.rmtree(tmp, ignore_errors=True)
-        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         free_gb = shutil.disk_usage(root).free / 2**30
-        raise CheckpointError(f"{tmp}: writing the step-{step} checkpoint failed ({cause}); {free_gb:.1f} GiB free "
+        raise CheckpointError(f"{tmp}: writing the step-{step} checkpoint failed ({_cause(e)}); {free_gb:.1f} GiB free "
                               f"on that disk. Earlier checkpoints in {root} are intact: free space and run "
                               "the same command to resume from the last one") from e
     barrier()
@@ -198,9 +203,7 @@ def load_checkpoint(path: str | Path, model, optimizer, info: DistInfo) -> dict:
         set_model_state_dict(model, state["model"])
         set_optimizer_state_dict(model, optimizer, state["optim"])
     except (Exception, CheckpointException) as e:  # DCP's errors name no path
-        # A CheckpointException's text is every rank's traceback: its last line is the cause.
-        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot load it into this model and optimiser ({cause}); was the run "
+        raise CheckpointError(f"{path}: cannot load it into this model and optimiser ({_cause(e)}); was the run "
                               "started with another --model or other flags? Use a new --out") from e
     rng_file = path / f"rng_rank{info.rank}.pt"
     if rng_file.is_file():  # absent when resuming on more ranks than wrote it
