@@ -94,13 +94,15 @@ PRESETS = {
 # 512, with the same 18 right).
 # tiny: a random model finds no correct path, so the reference fallback gives SFT rows;
 # every size is the smallest that still runs each part (tests: seconds a stage).
+_PPO = ppo.PRESETS["default"]
+_ROLLOUT_SEARCH = ["--depth", str(_PPO["depth"]), "--max-step-tokens", str(_PPO["max_step_tokens"]),
+                   "--direct-answer-tokens", str(_PPO["direct_answer_tokens"])]  # the search train.ppo trains on
 STAGE_ARGS = {
     "default": dict(sft=["--preset", "default", "--no-reference-fallback", "--no-force-answer",
                          "--train-problems", "64", "--depth", "3", "--epochs", "2", "--lr", "5e-6",
                          "--functional-token-lr", "3e-4", "--warmup-steps", "3", "--checkpoint-every", "6"],
                     ppo=["--preset", "default", "--iterations", "2"],
-                    eval=["--depth", "4", "--max-step-tokens", "96", "--direct-answer-tokens", "320",
-                          "--max-new-tokens", "512"]),
+                    eval=[*_ROLLOUT_SEARCH, "--max-new-tokens", "512"]),
     "tiny": dict(sft=["--preset", "tiny", "--reference-fallback", "--no-force-answer", "--train-problems", "4",
                       "--epochs", "1", "--batch-size", "4", "--micro-batch-size", "4"],
                  ppo=["--preset", "tiny", "--iterations", "2", "--problems-per-iteration", "1", "--rollouts", "2"],
