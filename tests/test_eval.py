@@ -80,3 +80,57 @@ def test_math_files_get_per_level_and_type_accuracy(trained, tmp_path):
 def test_bad_rollouts_are_rejected(trained):
     with pytest.raises(SystemExit):
         main(["--model", str(trained), "--rollouts", "1,x"])
+
+
+def test_a_rerun_reads_the_saved_greedy_answers_back_unless_what_they_depend_on_changed(trained, tmp_path,
+                                                                                         monkeypatch):
+    import train.eval as eval_module
+    from train.accuracy import greedy_accuracy
+
+    def run(limit: int, cap: int) -> dict:
+        return main(["--model", str(trained), "--data", "arith", "--limit", str(limit), "--rollouts", "",
+                     "--max-new-tokens", str(cap), "--out", str(tmp_path)])
+
+    first = run(3, 6)
+    saved = (tmp_path / "greedy_samples.jsonl").read_text()
+    decoded = []
+
+    def counting(*a, **k):
+        decoded.append(1)
+        return greedy_accuracy(*a, **k)
+
+    monkeypatch.setattr(eval_module, "greedy_accuracy", counting)
+    again = run(3, 6)
+    assert decoded == [] and again["greedy"] == first["greedy"]
+    assert (tmp_path / "greedy_samples.jsonl").read_text() == saved
+    run(3, 7)  # another response cap: decoded afresh
+    assert len(decoded) == 1
+    run(4, 7)  # other problems: afresh
+    assert len(decoded) == 2
+    run(4, 7)
+    assert len(decoded) == 2
+    (tmp_path / "greedy_key.json").unlink()  # as if killed between writing the answers and their key
+    run(4, 7)
+    assert len(decoded) == 3
+
+
+def test_saved_greedy_answers_are_tied_to_the_model_files(trained, tmp_path):
+    import shutil
+
+    from model import load_model
+    from rftt.data import load_problems
+    from train.saved_greedy import greedy_key, load_saved_greedy, save_greedy
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained, model_dir)
+    _, tok = load_model(model_dir)
+    problems = load_problems("arith", "test", n=2, seed=0)[:2]
+    key = greedy_key(str(model_dir), tok, "cpu", problems, 8)
+    records = [{"response": "\\boxed{1}"}, {"response": "\\boxed{2}"}]
+    save_greedy(tmp_path, key, records)
+    assert load_saved_greedy(tmp_path, key) == records
+    assert load_saved_greedy(tmp_path, greedy_key(str(model_dir), tok, "cuda", problems, 8)) is None
+    assert load_saved_greedy(tmp_path, greedy_key(str(model_dir), tok, "cpu", problems[:1], 8)) is None
+    config = model_dir / "config.json"
+    config.write_text(config.read_text() + " ")  # the model's files changed (retrained, say)
+    assert load_saved_greedy(tmp_path, greedy_key(str(model_dir), tok, "cpu", problems, 8)) is None

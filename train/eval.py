@@ -10,8 +10,10 @@ answer) and after 1, 4, ... rollouts takes the majority answer of the leaves fou
 smaller one, because rollout k never depends on rollouts after it. Accuracy should rise
 with the number of rollouts: that is the inference-time scaling the paper reports.
 
-Writes OUT/eval.json (overall, and per level and type for MATH files) and, when
-matplotlib is installed (`pip install matplotlib`), OUT/accuracy_vs_rollouts.png.
+Writes OUT/eval.json (overall, and per level and type for MATH files), the greedy answers
+(OUT/greedy_samples.jsonl; a rerun into the same OUT with the same model, problems and cap
+reads them back instead of decoding again) and, when matplotlib is installed
+(`pip install matplotlib`), OUT/accuracy_vs_rollouts.png.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from rftt.data import Problem, load_problems
 from rftt.grading import is_equiv
 from rftt.tokens import add_functional_tokens
 from search.mcts import rollout, wave_sizes
-from train.accuracy import greedy_accuracy
+from train.accuracy import grade, greedy_accuracy
 from train.inference_search import leaf_answers, majority_answer, start_search
 from train.prompt_lengths import check_problem_prompts
+from train.saved_greedy import SAMPLES as SAVED_SAMPLES
+from train.saved_greedy import greedy_key, load_saved_greedy, save_greedy
 
 
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
@@ -157,14 +161,21 @@ def main(argv: list[str] | None = None) -> dict:
                               search_path_caps(args.depth, "--max-step-tokens", args.max_step_tokens,
                                                args.direct_answer_tokens))
 
-    greedy_acc, records = greedy_accuracy(model, tok, problems, args.max_new_tokens, desc="greedy")
+    # Results are written as they come: a failure in the MCTS part keeps the greedy ones,
+    # and a rerun with the same model, problems and cap reads them back (train/saved_greedy.py).
+    key = greedy_key(args.model, tok, str(args.device), problems, args.max_new_tokens)
+    saved = load_saved_greedy(out, key)
+    if saved is None:
+        greedy_acc, records = greedy_accuracy(model, tok, problems, args.max_new_tokens, desc="greedy")
+        save_greedy(out, key, records)
+    else:  # graded again: the grader may have changed since
+        records = grade(problems, [r["response"] for r in saved])
+        greedy_acc = sum(r["correct"] for r in records) / len(records)
+        print(f"greedy: read the {len(records)} answers saved in {out / SAVED_SAMPLES} (same model files, "
+              f"problems, device and --max-new-tokens)", file=sys.stderr)
     summary = {"model": str(args.model), "data": args.data, "problems": len(problems),
                "greedy": {"accuracy": greedy_acc, **breakdown(problems, [r["correct"] for r in records])},
                "mcts": {}}
-    # Results are written as they come: a failure in the MCTS part keeps the greedy ones.
-    with (out / "greedy_samples.jsonl").open("w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     if budgets:
         searched = spread_subset(problems, args.mcts_limit)
