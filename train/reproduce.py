@@ -26,8 +26,9 @@ in this process, called with the argv each stage records):
 A stage writes OUT/<stage>/done.json (settings, result, wall time) when it finishes. The
 same command run again skips finished stages, an unfinished training stage resumes
 from its own checkpoint, and an unfinished evaluation reads back the greedy answers it
-saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked to run with other settings
-is refused with a message naming the stage and the settings that differ (train/stages.py).
+saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
+to run with other settings is refused with a message naming the stage and the settings
+that differ (train/stages.py).
 
 Results: OUT/learning.json (per model: greedy, MCTS@k, n, per level; every accuracy
 with its 95% Wilson interval; the git commit; each stage's command and wall time; each

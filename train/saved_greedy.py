@@ -19,6 +19,7 @@ from pathlib import Path
 from model.loading import resolve_model_dir
 from rftt.data import Problem
 from rftt.prompts import solve_prompt_ids
+from rftt.sft_data import write_jsonl
 
 SAMPLES = "greedy_samples.jsonl"
 KEY = "greedy_key.json"
@@ -46,14 +47,9 @@ def load_saved_greedy(out: Path, key: dict) -> list[dict] | None:
 
 
 def save_greedy(out: Path, key: dict, records: list[dict]) -> None:
-    """Records first, key last, each through a temporary file: a key on disk always
-    describes complete records (a kill between the two leaves no key, so a rerun decodes)."""
+    """Old key removed, records written atomically, new key last: a key on disk always
+    describes complete records (a kill before the key leaves none, so a rerun decodes; a
+    key cut short does not parse, which also means decode)."""
     (out / KEY).unlink(missing_ok=True)
-    _write_replacing(out / SAMPLES, "".join(json.dumps(r) + "\n" for r in records))
-    _write_replacing(out / KEY, json.dumps(key, indent=1))
-
-
-def _write_replacing(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_jsonl(str(out / SAMPLES), records)
+    (out / KEY).write_text(json.dumps(key, indent=1))
