@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from train import eval as eval_cli
-from train import ppo, reproduce, sft, solve, tree_html
+from train import paired, ppo, reproduce, sft, solve, tree_html
 from train.presets import preset_note
 
 
@@ -29,7 +29,7 @@ def _parser_of(entry, monkeypatch) -> argparse.ArgumentParser:
 
 
 @pytest.mark.parametrize("entry", [sft.parse_args, ppo.parse_args, eval_cli.main, solve.main, tree_html.main,
-                                   reproduce.parse_args])
+                                   reproduce.parse_args, paired.main])
 def test_every_flag_has_help(entry, monkeypatch):
     parser = _parser_of(entry, monkeypatch)
     silent = [a.option_strings for a in parser._actions if not (a.help or "").strip()]

@@ -121,6 +121,12 @@ def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
     assert "--rollout-search sampling" in stages["ppo_sampling"]["command"]
     assert "--no-merges" in stages["sft_no_merges"]["settings"]["argv"]
     assert f"--model {out / 'base_model' / 'model'}" in stages["ppo_no_sft"]["command"]
+    assert [(g["model"], g["over"]) for g in learning["gains"]] == reproduce.GAIN_PAIRS
+    for g in learning["gains"]:
+        assert g["n"] == 4 and g["gained"] + g["lost"] <= 4 and 0 < g["mcnemar_p"] <= 1
+        right = {m: learning["models"][m]["greedy"]["correct"] for m in (g["model"], g["over"])}
+        assert g["difference"] == pytest.approx((right[g["model"]] - right[g["over"]]) / 4)
+    assert "## Paired gains (greedy, the same problems)" in page and "| ppo | ppo_sampling |" in page
     assert set(learning["rl"]) == {"ppo", "ppo_no_sft", "ppo_sampling", "ppo_no_merges"}
     assert [c["iteration"] for c in learning["rl"]["ppo"]] == [1, 2]
     assert {"reward", "accuracy", "samples"} <= set(learning["rl"]["ppo"][0])

@@ -32,12 +32,14 @@ that differ (train/stages.py).
 
 Results: OUT/learning.json (per model: greedy, MCTS@k, n, per level; every accuracy
 with its 95% Wilson interval; the git commit; each stage's command and wall time; each
-RL run's reward and accuracy per iteration), OUT/learning.md (the table, then a few
-held-out problems with the base, SFT and RL greedy answers side by side:
-train/side_by_side.py) and, with matplotlib, OUT/learning.png. --publish copies
-learning.json to bench/results/. All of them are rewritten after every stage from the
-stages finished so far (learning.json's `complete` and `pending` say which are missing),
-so a run that is stopped, or still going, shows its table to date.
+RL run's reward and accuracy per iteration; `gains`: each model against the one it
+should beat, problem by problem — difference, standard error, McNemar p: train/paired.py),
+OUT/learning.md (the table and the gains, then a few held-out problems with the base,
+SFT and RL greedy answers side by side: train/side_by_side.py) and, with matplotlib,
+OUT/learning.png. --publish copies learning.json to bench/results/. All of them are
+rewritten after every stage from the stages finished so far (learning.json's `complete`
+and `pending` say which are missing), so a run that is stopped, or still going, shows
+its table to date.
 
 The `default` preset is sized for the 0.5B default on 2 CPU cores (STAGE_ARGS below),
 far smaller than the paper's; bench/RESULTS.md records what each stage cost and why
@@ -63,6 +65,7 @@ from train import eval as eval_cli
 from train import ppo, sft
 from train.learning import markdown_table, model_figures, rl_curve
 from train.learning_plot import plot_learning
+from train.paired import compare_evaluations, markdown_gains
 from train.presets import add_preset_flag, apply_preset
 from train.side_by_side import markdown as side_by_side_markdown
 from train.side_by_side import pick_problems, read_greedy
@@ -73,6 +76,11 @@ PUBLISHED = REPO / "bench" / "results" / "learning.json"
 ABLATIONS = ("no-sft", "sampling", "no-merges")
 BUDGETS = "1,4,16"
 SIDE_BY_SIDE = 6  # held-out problems whose base, SFT and RL answers learning.md shows
+# (model, the model it should beat), compared problem by problem on the greedy answers
+# (train/paired.py): the targets, SFT over base and RL over both, and the paper's
+# ablation ranking, full RFTT over each ablation.
+GAIN_PAIRS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base"),
+              ("ppo", "ppo_no_sft"), ("ppo", "ppo_sampling"), ("ppo", "ppo_no_merges")]
 
 # Flags this command fills in from a preset (see add_preset_flag).
 PRESETS = {
@@ -281,6 +289,9 @@ def learning_results(args, argv: list[str], stages: list[tuple[str, Stage]], rec
     models = {name[len("eval_"):]: model_figures(records[name]["result"], args.levels)
               for name in records if name.startswith("eval_")}
     rl = {stage.name: rl_curve(stage.directory / "metrics.jsonl") for module, stage in done if module == "train.ppo"}
+    out = Path(args.out)
+    gains = [{"model": after, "over": before, **compare_evaluations(out / f"eval_{before}", out / f"eval_{after}")}
+             for after, before in GAIN_PAIRS if after in models and before in models]
     return {
         **git_commit(),
         "complete": len(done) == len(stages),
@@ -289,6 +300,7 @@ def learning_results(args, argv: list[str], stages: list[tuple[str, Stage]], rec
         "preset": args.preset, "model": args.model, "ablations": args.ablations,
         "held_out": {"seed": args.seed, "levels": args.levels, **records.get("heldout", {}).get("result", {})},
         "models": models,
+        "gains": gains,
         "rl": rl,
         "stages": {stage.name: {"command": _command(module, stage.settings["argv"]) if module else None,
                                 "settings": stage.settings, "wall_s": records[stage.name]["wall_s"],
@@ -308,6 +320,10 @@ def write_results(args, argv: list[str], stages: list[tuple[str, Stage]], record
     table = markdown_table(learning["models"])
     if learning["pending"]:
         table += f"\n\nNot finished yet: {', '.join(learning['pending'])}."
+    if learning["gains"]:
+        table += ("\n\n## Paired gains (greedy, the same problems)\n\nEach model's accuracy minus the other's, "
+                  "problem by problem (train/paired.py): standard error, normal 95% interval and the exact "
+                  "McNemar p of the discordant problems.\n\n" + markdown_gains(learning["gains"]))
     core = {name: read_greedy(out / f"eval_{name}") for name in ("base", "sft", "ppo") if name in learning["models"]}
     answers = side_by_side_markdown(core, pick_problems(core, SIDE_BY_SIDE)) if core else ""
     (out / "learning.md").write_text(f"{table}\n\n## What the models write (greedy)\n\n{answers}")
