@@ -19,7 +19,7 @@ from torch import nn
 
 from train.advantages import advantages, kl_estimate
 from train.distributed import all_reduce_sum
-from train.ppo import LossTargets, PolicyWithValue, micro_batch_loss, micro_batches, score_samples
+from train.ppo import LossTargets, PolicyWithValue, cut_micro_batches, micro_batch_loss, score_samples
 from train.rollouts import Sample
 from train.sequences import Sequence
 
@@ -60,16 +60,17 @@ def make_models(policy, estimator: str, seed: int = 3):
     return model, reference.eval().requires_grad_(False)
 
 
-def ppo_args(estimator: str, packed: bool) -> Namespace:
-    return Namespace(micro_batch_size=4, temperature=0.7, tree_packing=packed, clip_eps=0.2, value_coef=0.5,
+def ppo_args(estimator: str, packed: bool, micro_batch_tokens: int | None = None) -> Namespace:
+    return Namespace(micro_batch_size=4, micro_batch_tokens=micro_batch_tokens, temperature=0.7, tree_packing=packed, clip_eps=0.2, value_coef=0.5,
                      value_clip=0.2, estimator=estimator, beta=0.1, kl="k1")
 
 
 def one_update(model, reference, samples: list[Sample], indices: list[int], estimator: str, packed: bool,
-               world_size: int = 1) -> dict:
+               world_size: int = 1, micro_batch_tokens: int | None = None) -> dict:
     """Steps 4-6 of train.ppo on the samples `indices` (this rank's share), gradients
-    accumulated in `model` -> old/ref log-probs and values, the loss (summed over ranks)."""
-    args = ppo_args(estimator, packed)
+    accumulated in `model` -> old/ref log-probs and values, the loss (summed over ranks)
+    and the micro-batches the update ran."""
+    args = ppo_args(estimator, packed, micro_batch_tokens)
     mine = [samples[i] for i in indices]
     old_logp, ref_logp, old_values, mask = score_samples(model, reference, mine, args, PAD, torch.device("cpu"))
     g = torch.Generator().manual_seed(5)  # the same shift in both layouts
@@ -82,10 +83,11 @@ def one_update(model, reference, samples: list[Sample], indices: list[int], esti
     total_tokens = float(all_reduce_sum(mask.sum()).clamp(min=1.0))
     model.zero_grad(set_to_none=True)
     loss_sum, clipped = 0.0, 0.0
-    for idx in micro_batches(list(range(len(mine))), args.micro_batch_size):
+    cuts = cut_micro_batches(mine, list(range(len(mine))), args)
+    for idx in cuts:
         loss, sums = micro_batch_loss(model, mine, idx, targets, total_tokens, args, PAD, torch.device("cpu"))
         (loss * world_size).backward()
         loss_sum += float(loss.detach())
         clipped += sums["clipped_tokens"]
     return {"old_logp": old_logp, "ref_logp": ref_logp, "old_values": old_values, "mask": mask,
-            "loss": float(all_reduce_sum(torch.tensor(loss_sum))), "clipped": clipped}
+            "loss": float(all_reduce_sum(torch.tensor(loss_sum))), "clipped": clipped, "micro_batches": cuts}

@@ -16,6 +16,7 @@ from model import load_model
 from tests.packed_ppo_case import make_models, one_update, search_shaped_samples
 from tests.tiny_models import FAMILIES, relative_error, write_checkpoint
 from train.advantages import ESTIMATORS
+from train.ppo import forward_rows
 from train.sequences import Sequence
 from train.sft import train_step
 
@@ -62,6 +63,27 @@ def test_ppo_update_packed_equals_per_path(checkpoints, family, estimator):
     assert dense["clipped"] > 0 and packed["clipped"] == dense["clipped"]  # the clip is exercised, identically
     assert abs(packed["loss"] - dense["loss"]) <= TOL * max(abs(dense["loss"]), 1e-3)
     _assert_same_grads(packed["grads"], dense["grads"], (family, estimator))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_token_cap_cuts_micro_batches_by_rows_and_leaves_the_update_unchanged(checkpoints, packed):
+    """--micro-batch-tokens: micro-batches end at the cap (a sample alone over it runs
+    alone); the loss is a sum over the mini-batch, so the gradients are those of the
+    uncapped update."""
+    samples = search_shaped_samples()
+    policy = load_model(checkpoints["llama3"])[0]
+    model, reference = make_models(policy, "reinforce++")
+    everything = list(range(len(samples)))
+    uncapped = one_update(model, reference, samples, everything, "reinforce++", packed=False)
+    uncapped["grads"] = _grads(model)
+    cap = 24
+    capped = one_update(model, reference, samples, everything, "reinforce++", packed=packed, micro_batch_tokens=cap)
+    cuts = capped["micro_batches"]
+    assert sorted(i for c in cuts for i in c) == everything and len(cuts) > len(uncapped["micro_batches"])
+    assert all(forward_rows(samples, c, packed) <= cap or len(c) == 1 for c in cuts)
+    assert any(len(c) > 1 for c in cuts)  # the cap did not simply make every sample its own
+    assert abs(capped["loss"] - uncapped["loss"]) <= TOL * max(abs(uncapped["loss"]), 1e-3)
+    _assert_same_grads(_grads(model), uncapped["grads"], ("cap", packed))
 
 
 class GradientRecorder(torch.optim.Optimizer):

@@ -118,6 +118,9 @@ def test_batching_helpers_and_reward_import():
     assert split_evenly(list(range(5)), 3) == [[0, 1], [2, 3], [4]]
     assert split_evenly([1], 3) == [[1], [], []]
     assert micro_batches(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    rows = {0: 5, 1: 5, 2: 12, 3: 3, 4: 3, 5: 3}  # a sample's rows; a chunk's are their sum here
+    capped = micro_batches(list(range(6)), 3, max_tokens=10, tokens_of=lambda c: sum(rows[i] for i in c))
+    assert capped == [[0, 1], [2], [3, 4, 5]]  # 12 rows over the cap run alone; the size still caps at 3
     assert import_reward_fn(TOY_REWARD) is lowercase_fraction
     with pytest.raises(SystemExit, match="cannot import"):
         import_reward_fn("rftt.rewards:no_such_reward")

@@ -31,7 +31,9 @@ One iteration, top to bottom (each numbered block in `main` below is one of thes
    summed over tokens and divided by the token count of the whole mini-batch across
    micro-batches and ranks; gradient clipping at 1.0. Packed as in 4: a shared token is
    computed once and its gradient is the sum of what each path's loss sends it, which
-   is exactly the per-path loss summed over paths.
+   is exactly the per-path loss summed over paths. A micro-batch ends at
+   --micro-batch-size samples or --micro-batch-tokens rows, so memory stays bounded as
+   the answers lengthen.
 7. **Bump the weight version** — the engine's cached KV came from the old weights; it is
    dropped so no rollout ever reads stale KV (search/token_tree.py).
 8. **Log, write sample trees, checkpoint.**
@@ -49,6 +51,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,6 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mini-batches", type=positive_int, help=f"optimiser steps per PPO epoch {preset('mini_batches')}")
     p.add_argument("--micro-batch-size", type=positive_int,
                    help=f"samples per forward pass {preset('micro_batch_size')}")
+    p.add_argument("--micro-batch-tokens", type=positive_int, default=None,
+                   help="cap on the rows one forward runs (the packed tree's tokens, or samples x the longest "
+                        "without --tree-packing): a micro-batch ends at this or --micro-batch-size, whichever "
+                        "comes first, so memory stays bounded as answers lengthen (default: no cap)")
     p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clipped to this")
     p.add_argument("--checkpoint-every", type=positive_int,
                    help=f"iterations between checkpoints {preset('checkpoint_every')}")
@@ -234,13 +241,37 @@ def split_evenly(items: list, parts: int) -> list[list]:
     return out
 
 
-def micro_batches(indices: list[int], size: int) -> list[list[int]]:
-    """Micro-batches of `size`, padded with empty ones to the most any rank has: under
-    FSDP every rank must run the same number of forwards and backwards (each one is a
-    collective), so a rank with fewer samples runs empty ones that contribute zero."""
-    chunks = [indices[i:i + size] for i in range(0, len(indices), size)]
+def micro_batches(indices: list[int], size: int, max_tokens: int | None = None,
+                  tokens_of: Callable[[list[int]], int] | None = None) -> list[list[int]]:
+    """Consecutive micro-batches of at most `size` samples and, with `max_tokens`, at most
+    that many rows of forward (`tokens_of(chunk)`; a sample over the cap alone still runs,
+    alone). The cap is what bounds memory: the activations a backward needs grow with the
+    rows (~2.5 MB a row on the 0.5B model, by its layer shapes), and RL lengthens its answers (twice as long after six iterations in
+    bench/RESULTS.md, "ppoG"), so a sample count that fits at the first iteration can run
+    out of memory at the fifth. Padded with empty micro-batches to the most any rank has:
+    under FSDP every rank must run the same number of forwards and backwards (each one is
+    a collective), so a rank with fewer runs empty ones that contribute zero."""
+    chunks: list[list[int]] = []
+    for i in indices:
+        if chunks and len(chunks[-1]) < size and (max_tokens is None or tokens_of(chunks[-1] + [i]) <= max_tokens):
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
     most = int(all_reduce_max(torch.tensor(len(chunks))))
     return chunks + [[] for _ in range(most - len(chunks))]
+
+
+def forward_rows(samples: list[Sample], idx: list[int], packed: bool) -> int:
+    """Rows one forward over the samples `idx` runs: the packed trie's (each shared prefix
+    once) or the padded batch's (samples x the longest)."""
+    paths = [samples[i].sequence.tokens for i in idx]
+    return pack_paths(paths).tokens.numel() if packed else len(paths) * max(map(len, paths))
+
+
+def cut_micro_batches(samples: list[Sample], indices: list[int], args) -> list[list[int]]:
+    """micro_batches by --micro-batch-size and --micro-batch-tokens."""
+    return micro_batches(indices, args.micro_batch_size, args.micro_batch_tokens,
+                         lambda idx: forward_rows(samples, idx, args.tree_packing))
 
 
 def forward_batch(model, samples: list[Sample], idx: list[int], pad_id: int, temperature: float, device,
@@ -279,7 +310,7 @@ def score_samples(model, reference, samples: list[Sample], args, pad_id: int, de
     on the CPU (zeros past each sample; old_values zeros without a value head)."""
     old_logp, ref_logp, old_values, masks = [], [], [], []  # one row per sample, [T_i] each
     with torch.no_grad():
-        for idx in micro_batches(list(range(len(samples))), args.micro_batch_size):
+        for idx in cut_micro_batches(samples, list(range(len(samples))), args):
             lp, _, v, mask = forward_batch(model, samples, idx, pad_id, args.temperature, device, args.tree_packing)
             ref, _, _, _ = forward_batch(reference, samples, idx, pad_id, args.temperature, device, args.tree_packing)
             for j in range(len(idx)):
@@ -438,7 +469,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                 # Samples come in problem order: sorted, a micro-batch holds one problem's
                 # paths where it can, which share a prompt and steps for packing to reuse.
                 # (The loss is a sum over the mini-batch: its order does not change it.)
-                for idx in micro_batches(sorted(mini), args.micro_batch_size):
+                for idx in cut_micro_batches(samples, sorted(mini), args):
                     loss, sums = micro_batch_loss(model, samples, idx, targets, total_tokens, args, tok.eos_token_id,
                                                device)
                     (loss * info.world_size).backward()  # FSDP averages over ranks: undo it
