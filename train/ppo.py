@@ -246,11 +246,12 @@ def micro_batches(indices: list[int], size: int, max_tokens: int | None = None,
     """Consecutive micro-batches of at most `size` samples and, with `max_tokens`, at most
     that many rows of forward (`tokens_of(chunk)`; a sample over the cap alone still runs,
     alone). The cap is what bounds memory: the activations a backward needs grow with the
-    rows (~2.5 MB a row on the 0.5B model, by its layer shapes), and RL lengthens its answers (twice as long after six iterations in
-    bench/RESULTS.md, "ppoG"), so a sample count that fits at the first iteration can run
-    out of memory at the fifth. Padded with empty micro-batches to the most any rank has:
-    under FSDP every rank must run the same number of forwards and backwards (each one is
-    a collective), so a rank with fewer runs empty ones that contribute zero."""
+    rows (~2.5 MB a row on the 0.5B model, by its layer shapes), and RL lengthens its
+    answers (twice as long after six iterations in bench/RESULTS.md, "ppoG"), so a sample
+    count that fits at the first iteration can run out of memory at the fifth. Padded with
+    empty micro-batches to the most any rank has: under FSDP every rank must run the same
+    number of forwards and backwards (each one is a collective), so a rank with fewer runs
+    empty ones that contribute zero."""
     chunks: list[list[int]] = []
     for i in indices:
         if chunks and len(chunks[-1]) < size and (max_tokens is None or tokens_of(chunks[-1] + [i]) <= max_tokens):
