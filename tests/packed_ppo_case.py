@@ -61,8 +61,8 @@ def make_models(policy, estimator: str, seed: int = 3):
 
 
 def ppo_args(estimator: str, packed: bool, micro_batch_tokens: int | None = None) -> Namespace:
-    return Namespace(micro_batch_size=4, micro_batch_tokens=micro_batch_tokens, temperature=0.7, tree_packing=packed, clip_eps=0.2, value_coef=0.5,
-                     value_clip=0.2, estimator=estimator, beta=0.1, kl="k1")
+    return Namespace(micro_batch_size=4, micro_batch_tokens=micro_batch_tokens, temperature=0.7, tree_packing=packed,
+                     clip_eps=0.2, value_coef=0.5, value_clip=0.2, estimator=estimator, beta=0.1, kl="k1")
 
 
 def one_update(model, reference, samples: list[Sample], indices: list[int], estimator: str, packed: bool,
