@@ -13,7 +13,10 @@ SFT model's first RL iteration (bench/RESULTS.md, "RL from the SFT model"): with
 floor each tree held only the clarify/analysis paths, 13 distinct leaves from 64 rollouts
 (2 correct); with none, 57 leaves (8 correct), 4 of the 8 under a root tag the model
 gives < 1e-8. The narrow tree is 4x faster, but 16 rollouts then revisit the same few
-paths, and RL gets a quarter of the samples.
+paths, and RL gets a quarter of the samples. Over whole runs the speed won: train.ppo's
+default preset takes the 5 % floor and spends the time on 3x the problems an iteration,
+the one RL setting measured above the SFT model on held-out problems (bench/RESULTS.md,
+"Twelve problems an iteration").
 
 Generating a child step is: fork the parent's branch (its KV is shared, not copied),
 force the opening tag and a newline, decode until a functional token, EOS, or the step's

@@ -142,8 +142,8 @@ def test_sampling_ablation_draws_whole_answers_instead_of_a_tree(checkpoint, tmp
 
 
 def test_the_function_floor_reaches_the_search(checkpoint, tmp_path, monkeypatch):
-    """--min-function-prob is handed to the rollout search (default 0: every allowed
-    function is a child, rftt/functional_search.py says why)."""
+    """--min-function-prob is handed to the rollout search; unset, the preset's floor
+    (default 0.05, the measured RL setting; tiny 0: every allowed function)."""
     import train.ppo as ppo
 
     seen = []
@@ -156,6 +156,35 @@ def test_the_function_floor_reaches_the_search(checkpoint, tmp_path, monkeypatch
     monkeypatch.setattr(ppo, "collect_rollouts", spy)
     main(_toy(checkpoint, tmp_path / "floor", 1, "--min-function-prob", "0.3"))
     main(_toy(checkpoint, tmp_path / "default", 1))
-    assert seen == [0.3, 0.0]
+    main(_toy(checkpoint, tmp_path / "tiny", 1, "--preset", "tiny"))
+    assert seen == [0.3, 0.05, 0.0]
     with pytest.raises(SystemExit):
         main(_toy(checkpoint, tmp_path / "bad", 1, "--min-function-prob", "1.5"))
+
+
+def test_the_rollout_pool_is_freed_before_the_update(checkpoint, tmp_path, monkeypatch):
+    """Each iteration searches in an engine of its own, gone by the time the log-probs and
+    the update run: its K/V pool (GBs for the 0.5B default) is not held beside the
+    optimiser's state, and no later rollout can read KV cached from older weights."""
+    import gc
+    import weakref
+
+    import train.ppo as ppo
+
+    pools, alive_at_scoring = [], []
+    real_for_search, real_score = ppo.Engine.for_search, ppo.score_samples
+
+    def for_search(*args, **kwargs):
+        engine = real_for_search(*args, **kwargs)
+        pools.append(weakref.ref(engine.pool))
+        return engine
+
+    def score(*args, **kwargs):
+        gc.collect()  # only reference cycles would need it; none should hold the pool
+        alive_at_scoring.append([ref() is not None for ref in pools])
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(ppo.Engine, "for_search", for_search)
+    monkeypatch.setattr(ppo, "score_samples", score)
+    main(_toy(checkpoint, tmp_path / "run", 2))
+    assert alive_at_scoring == [[False], [False, False]]  # one engine an iteration, each freed
