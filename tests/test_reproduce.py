@@ -229,8 +229,12 @@ def test_side_by_side_picks_fixed_then_self_corrected_then_broken_problems():
 
 
 def test_side_by_side_refuses_models_scored_on_different_files():
-    with pytest.raises(ValueError, match="same held-out file"):
+    with pytest.raises(ValueError, match="base and sft .*at problem 2; 1 against 2 .*same held-out file"):
         pick_problems({"base": _records([True]), "sft": _records([True, False])}, 2)
+    other = _records([True, False])
+    other[1]["question"] = "a different question"  # same count, other problems: refused too
+    with pytest.raises(ValueError, match="base and ppo .*at problem 2; 2 against 2"):
+        pick_problems({"base": _records([True, True]), "sft": _records([True, False]), "ppo": other}, 2)
 
 
 def test_the_published_table_does_not_make_the_checkout_dirty(tmp_path, monkeypatch):

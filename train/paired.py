@@ -25,7 +25,7 @@ from pathlib import Path
 from model.cli import run_cli
 
 from .intervals import Z_95
-from .side_by_side import read_greedy
+from .side_by_side import check_same_problems, read_greedy
 
 
 def mcnemar_exact_p(gained: int, lost: int) -> float:
@@ -58,14 +58,7 @@ def compare_evaluations(before_dir: Path, after_dir: Path) -> dict:
     """paired_gain of two train.eval directories' greedy answers (greedy_samples.jsonl),
     after checking that they answered the same questions in the same order."""
     before, after = read_greedy(before_dir), read_greedy(after_dir)
-    questions_before = [r["question"] for r in before]
-    questions_after = [r["question"] for r in after]
-    if questions_before != questions_after:
-        first = next((i for i, (x, y) in enumerate(zip(questions_before, questions_after)) if x != y),
-                     min(len(before), len(after)))
-        raise ValueError(f"{before_dir} and {after_dir} did not answer the same problems (the first difference is "
-                         f"at problem {first + 1}; {len(before)} against {len(after)} problems): "
-                         f"score both on the same held-out file")
+    check_same_problems({str(before_dir): before, str(after_dir): after})
     return paired_gain([r["correct"] for r in before], [r["correct"] for r in after])
 
 

@@ -28,6 +28,21 @@ def read_greedy(eval_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def check_same_problems(answers: dict[str, list[dict]]) -> int:
+    """Raises ValueError unless every model (label -> greedy records) answered the same
+    questions in the same order; returns how many. The labels name the culprits."""
+    (first_label, first), *others = answers.items()
+    questions = [r["question"] for r in first]
+    for label, records in others:
+        theirs = [r["question"] for r in records]
+        if theirs != questions:
+            at = next((i for i, (x, y) in enumerate(zip(questions, theirs)) if x != y), min(len(questions), len(theirs)))
+            raise ValueError(f"{first_label} and {label} did not answer the same problems (the first difference is "
+                             f"at problem {at + 1}; {len(questions)} against {len(theirs)} problems): "
+                             f"score both on the same held-out file")
+    return len(questions)
+
+
 def fixed(correct: list[bool]) -> bool:
     """Some model is right after an earlier one was wrong."""
     return any(correct[j] and not all(correct[:j]) for j in range(1, len(correct)))
@@ -41,11 +56,7 @@ def broken(correct: list[bool]) -> bool:
 def pick_problems(samples: dict[str, list[dict]], k: int) -> list[tuple[int, str]]:
     """Up to k (problem index, why) pairs, by the module's rules; `samples` maps a model
     name to its greedy records, models in training order."""
-    lengths = {len(records) for records in samples.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"greedy samples of unequal length: { {m: len(r) for m, r in samples.items()} } "
-                         f"(every model must be scored on the same held-out file)")
-    n = lengths.pop()
+    n = check_same_problems(samples)
     models = list(samples)
     correct = [[samples[m][i]["correct"] for m in models] for i in range(n)]
     rules = [
