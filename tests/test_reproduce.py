@@ -116,6 +116,9 @@ def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
                                           "sft_no_merges", "ppo_no_merges", "eval_ppo_no_merges"]
     for name, s in stages.items():
         assert s["wall_s"] >= 0 and (out / name / "done.json").is_file(), name
+    for name in ("sft", "ppo", "ppo_no_sft", "ppo_sampling", "sft_no_merges", "ppo_no_merges"):
+        assert (out / name / "final" / "config.json").is_file(), name  # the model stays ...
+        assert not (out / name / "checkpoints").exists(), name  # ... its checkpoints are gone
     assert stages["sft"]["command"].startswith("python -m train.sft --model ")
     assert "--no-force-answer" in stages["sft"]["settings"]["argv"]
     assert "--rollout-search sampling" in stages["ppo_sampling"]["command"]
@@ -156,9 +159,11 @@ def test_a_stopped_run_skips_finished_stages_when_rerun_and_gives_the_same_figur
     with pytest.raises(SystemExit):
         reproduce.main(argv)
     assert (out / "ppo" / "settings.json").is_file() and not (out / "ppo" / "done.json").exists()
+    assert (out / "ppo" / "checkpoints").is_dir() and not (out / "sft" / "checkpoints").exists()
 
     monkeypatch.setattr(ppo, "main", real_ppo)
-    learning = reproduce.main(argv)
+    learning = reproduce.main([*argv, "--keep-checkpoints"])
+    assert (out / "ppo" / "checkpoints").is_dir()  # kept on request
     assert calls == []  # the finished SFT stage did not run again
     assert {name: (out / name / "done.json").stat().st_mtime_ns for name in finished} == finished
     assert learning["stages"]["ppo"]["resumed"] and not learning["stages"]["sft"]["resumed"]

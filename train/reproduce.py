@@ -26,7 +26,10 @@ in this process, called with the argv each stage records):
 A stage writes OUT/<stage>/done.json (settings, result, wall time) when it finishes. The
 same command run again skips finished stages, an unfinished training stage resumes
 from its own checkpoint, and an unfinished evaluation reads back the greedy answers it
-saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
+saved before its MCTS part (train/saved_greedy.py). Once a training stage's done.json is
+written its checkpoints are deleted (its model is OUT/<stage>/final): for the 0.5B default
+each is 7.1 GB and a stage keeps two, so a whole table would otherwise hold ~30 GB of
+checkpoints no rerun reads. --keep-checkpoints keeps them (to train a stage further). A finished (or started) stage asked
 to run with other settings is refused with a message naming the stage and the settings
 that differ (train/stages.py).
 
@@ -63,6 +66,7 @@ from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_wri
 from rftt.data import ALL_LEVELS, generate_arithmetic
 from train import eval as eval_cli
 from train import ppo, sft
+from train.checkpoint import checkpoint_root
 from train.learning import markdown_table, model_figures, rl_curve
 from train.learning_plot import plot_learning
 from train.paired import compare_evaluations, markdown_gains
@@ -173,6 +177,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stop-after-stage", default=None,
                    help="exit (code 3) after this stage's done.json, as if killed (to test resuming)")
     p.add_argument("--publish", action="store_true", help=f"also copy learning.json to {PUBLISHED.relative_to(REPO)}")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep a finished training stage's checkpoints (default: deleted once its done.json is "
+                        "written; its model stays in OUT/<stage>/final)")
     add_device_flag(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
@@ -272,6 +279,17 @@ def build_stages(args) -> list[tuple[str, Stage]]:
     return stages
 
 
+def drop_checkpoints(stage: Stage) -> None:
+    """Deletes a finished training stage's checkpoints (a rerun skips the stage, so none
+    is ever read again); also those a run killed right after done.json left behind."""
+    root = checkpoint_root(stage.directory)
+    if root.is_dir():
+        size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        shutil.rmtree(root)
+        stderr_log(f"[reproduce] {stage.name}: deleted its checkpoints ({size / 1e9:.1f} GB; the model is in "
+                   f"{stage.directory / 'final'}; --keep-checkpoints keeps them)")
+
+
 # -------------------------------------------------------------------------- results
 
 
@@ -353,8 +371,10 @@ def main(argv: list[str] | None = None) -> dict:
         check_settings(stage)
 
     records = {}
-    for _, stage in stages:
+    for module, stage in stages:
         records[stage.name] = run_stage(stage)
+        if module in ("train.sft", "train.ppo") and not args.keep_checkpoints:
+            drop_checkpoints(stage)  # after done.json: a kill before it leaves them to resume from
         learning = write_results(args, argv, stages, records)
         if stage.name == args.stop_after_stage and learning["pending"]:
             stderr_log(f"[reproduce] stopping after {stage.name} (--stop-after-stage); rerun the command to go on")
