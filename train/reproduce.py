@@ -26,12 +26,12 @@ in this process, called with the argv each stage records):
 A stage writes OUT/<stage>/done.json (settings, result, wall time) when it finishes. The
 same command run again skips finished stages, an unfinished training stage resumes
 from its own checkpoint, and an unfinished evaluation reads back the greedy answers it
-saved before its MCTS part (train/saved_greedy.py). Once a training stage's done.json is
-written its checkpoints are deleted (its model is OUT/<stage>/final): for the 0.5B default
-each is 7.1 GB and a stage keeps two, so a whole table would otherwise hold ~30 GB of
-checkpoints no rerun reads. --keep-checkpoints keeps them (to train a stage further). A finished (or started) stage asked
+saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
 to run with other settings is refused with a message naming the stage and the settings
-that differ (train/stages.py).
+that differ (train/stages.py). Once a training stage's done.json is written its
+checkpoints are deleted (its model is OUT/<stage>/final): for the 0.5B default each is
+7.1 GB and a stage keeps two, so a whole table would otherwise hold ~30 GB of checkpoints
+no rerun reads. --keep-checkpoints keeps them (to train a stage further).
 
 Results: OUT/learning.json (per model: greedy, MCTS@k, n, per level; every accuracy
 with its 95% Wilson interval; the git commit; each stage's command and wall time; each
