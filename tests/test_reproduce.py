@@ -130,6 +130,9 @@ def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
         right = {m: learning["models"][m]["greedy"]["correct"] for m in (g["model"], g["over"])}
         assert g["difference"] == pytest.approx((right[g["model"]] - right[g["over"]]) / 4)
     assert "## Paired gains (greedy, the same problems)" in page and "| ppo | ppo_sampling |" in page
+    times = page[page.index("## Stages"):page.index("## What the models write")]
+    assert [line.split(" | ")[0][2:] for line in times.splitlines()[4:-1]] == list(stages)  # one row each, in order
+    assert "resumed" not in times.split("|---|")[1]
     assert set(learning["rl"]) == {"ppo", "ppo_no_sft", "ppo_sampling", "ppo_no_merges"}
     assert [c["iteration"] for c in learning["rl"]["ppo"]] == [1, 2]
     assert {"reward", "accuracy", "samples"} <= set(learning["rl"]["ppo"][0])
@@ -164,6 +167,10 @@ def test_a_stopped_run_skips_finished_stages_when_rerun_and_gives_the_same_figur
     monkeypatch.setattr(ppo, "main", real_ppo)
     learning = reproduce.main([*argv, "--keep-checkpoints"])
     assert (out / "ppo" / "checkpoints").is_dir()  # kept on request
+    page = (out / "learning.md").read_text()
+    times = page[page.index("## Stages"):page.index("## What the models write")]
+    ppo_row = next(line for line in times.splitlines() if line.startswith("| ppo | "))
+    assert ppo_row.endswith("| resumed: earlier runs' time not counted |")
     assert calls == []  # the finished SFT stage did not run again
     assert {name: (out / name / "done.json").stat().st_mtime_ns for name in finished} == finished
     assert learning["stages"]["ppo"]["resumed"] and not learning["stages"]["sft"]["resumed"]

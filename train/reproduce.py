@@ -37,9 +37,9 @@ Results: OUT/learning.json (per model: greedy, MCTS@k, n, per level; every accur
 with its 95% Wilson interval; the git commit; each stage's command and wall time; each
 RL run's reward and accuracy per iteration; `gains`: each model against the one it
 should beat, problem by problem — difference, standard error, McNemar p: train/paired.py),
-OUT/learning.md (the table and the gains, then a few held-out problems with the base,
-SFT and RL greedy answers side by side: train/side_by_side.py) and, with matplotlib,
-OUT/learning.png. --publish copies learning.json to bench/results/. All of them are
+OUT/learning.md (the table, the gains and each stage's wall time, then a few held-out
+problems with the base, SFT and RL greedy answers side by side: train/side_by_side.py)
+and, with matplotlib, OUT/learning.png. --publish copies learning.json to bench/results/. All of them are
 rewritten after every stage from the stages finished so far (learning.json's `complete`
 and `pending` say which are missing), so a run that is stopped, or still going, shows
 its table to date.
@@ -334,6 +334,16 @@ def learning_results(args, argv: list[str], stages: list[tuple[str, Stage]], rec
     }
 
 
+def stage_times(stages: dict[str, dict]) -> str:
+    """The finished stages' wall times as a markdown table. A resumed stage's time is that
+    of the run that finished it: the runs before the kill are not counted."""
+    lines = ["| stage | wall time, min | finished at (UTC) | |", "|---|---|---|---|"]
+    for name, s in stages.items():
+        note = "resumed: earlier runs' time not counted" if s["resumed"] else ""
+        lines.append(f"| {name} | {s['wall_s'] / 60:.1f} | {s['finished_at']} | {note} |")
+    return "\n".join(lines)
+
+
 def write_results(args, argv: list[str], stages: list[tuple[str, Stage]], records: dict[str, dict]) -> dict:
     """OUT/learning.json, learning.md and learning.png from the stages finished so far
     (and with --publish bench/results/learning.json): rewritten after every stage, so a
@@ -350,7 +360,8 @@ def write_results(args, argv: list[str], stages: list[tuple[str, Stage]], record
                   "McNemar p of the discordant problems.\n\n" + markdown_gains(learning["gains"]))
     core = {name: read_greedy(out / f"eval_{name}") for name in ("base", "sft", "ppo") if name in learning["models"]}
     answers = side_by_side_markdown(core, pick_problems(core, SIDE_BY_SIDE)) if core else ""
-    (out / "learning.md").write_text(f"{table}\n\n## What the models write (greedy)\n\n{answers}")
+    (out / "learning.md").write_text(f"{table}\n\n## Stages\n\n{stage_times(learning['stages'])}\n\n"
+                                     f"## What the models write (greedy)\n\n{answers}")
     if learning["models"] and not plot_learning(learning["models"], learning["rl"], out / "learning.png"):
         stderr_log("[reproduce] matplotlib is not installed: no learning.png (pip install matplotlib)")
     if args.publish:
