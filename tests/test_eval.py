@@ -134,3 +134,25 @@ def test_saved_greedy_answers_are_tied_to_the_model_files(trained, tmp_path):
     config = model_dir / "config.json"
     config.write_text(config.read_text() + " ")  # the model's files changed (retrained, say)
     assert load_saved_greedy(tmp_path, greedy_key(str(model_dir), tok, "cpu", problems, 8)) is None
+
+
+def test_the_function_floor_reaches_the_search(trained, tmp_path, monkeypatch):
+    """--min-function-prob reaches the search's environment (default 0: every allowed
+    function; 0.05 searches the tree train.ppo's default preset trains on)."""
+    import rftt.functional_search as functional_search
+
+    seen = []
+    real_init = functional_search.FunctionalTokenEnv.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["min_function_prob"])
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(functional_search.FunctionalTokenEnv, "__init__", spy)
+    argv = ["--model", str(trained), "--data", "arith", "--limit", "2", "--rollouts", "1", "--depth", "2",
+            "--max-step-tokens", "4", "--max-new-tokens", "4"]
+    main([*argv, "--out", str(tmp_path / "default")])
+    main([*argv, "--out", str(tmp_path / "floor"), "--min-function-prob", "0.05"])
+    assert seen == [0.0, 0.05]
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "bad"), "--min-function-prob", "2"])

@@ -30,9 +30,10 @@ from tqdm import tqdm
 
 from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_writable_dir, non_negative_float,
-                       non_negative_int, positive_int, run_cli)
+                       non_negative_int, positive_int, run_cli, unit_float)
 from model.context import search_path_caps, search_path_tokens
 from rftt.data import Problem, load_problems
+from rftt.functional_search import MIN_FUNCTION_PROB
 from rftt.grading import is_equiv
 from rftt.tokens import add_functional_tokens
 from search.mcts import rollout, wave_sizes
@@ -45,7 +46,8 @@ from train.saved_greedy import greedy_key, load_saved_greedy, save_greedy
 
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
                temperature: float, seed: int, batch_size: int = 32, parallel_rollouts: int = 1,
-               direct_answer_tokens: int | None = None) -> dict[int, list[str | None]]:
+               direct_answer_tokens: int | None = None,
+               min_function_prob: float = MIN_FUNCTION_PROB) -> dict[int, list[str | None]]:
     """For each budget in `budgets`, every problem's majority answer after that many rollouts.
     Rollouts run in waves of up to `parallel_rollouts` per tree (virtual loss, search/mcts.py);
     a wave never crosses a budget, so each budget's votes see exactly that many rollouts."""
@@ -56,7 +58,7 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
         chunk = problems[start:start + batch_size]
         env, roots = start_search(model, tok, [p.question for p in chunk], rollouts=most, depth=depth,
                                   max_step_tokens=max_step_tokens, temperature=temperature, seed=seed + start,
-                                  direct_answer_tokens=direct_answer_tokens)
+                                  direct_answer_tokens=direct_answer_tokens, min_function_prob=min_function_prob)
         k = 0
         for size in wave_sizes(most, parallel_rollouts, pause_at=budgets):
             rollout(roots, env, max_depth=depth, parallel_rollouts=size)
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--parallel-rollouts", type=positive_int, default=4,
                    help="MCTS: rollouts of each tree advanced together in one wave (virtual loss), so a decode "
                         "batch holds problems x this many branches; 1 is one rollout at a time")
+    p.add_argument("--min-function-prob", type=unit_float, default=MIN_FUNCTION_PROB,
+                   help="MCTS: a functional token becomes a child only when the model gives it at least this "
+                        "probability (when it gives no allowed one that much: every allowed one); 0 searches every "
+                        "allowed function (train.ppo's default preset trains on 0.05)")
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="greedy: cap on the response")
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
                    help="MCTS step sampling temperature (0: greedy steps)")
@@ -188,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
             votes = mcts_votes(model, tok, searched, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
                                temperature=args.temperature, seed=args.seed,
                                parallel_rollouts=args.parallel_rollouts,
-                               direct_answer_tokens=args.direct_answer_tokens)
+                               direct_answer_tokens=args.direct_answer_tokens,
+                               min_function_prob=args.min_function_prob)
         for b in budgets:
             correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], searched, strict=True)]
             summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(searched, correct)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from model.context import search_path_tokens
-from rftt.functional_search import FunctionalTokenEnv
+from rftt.functional_search import MIN_FUNCTION_PROB, FunctionalTokenEnv
 from rftt.grading import extract_answer, normalize_answer
 from rftt.prompts import solve_prompt_ids
 from search.engine import Engine
@@ -21,15 +21,17 @@ from search.sampling import SamplingParams
 
 
 def start_search(model, tok, questions: list[str], *, rollouts: int, depth: int, max_step_tokens: int,
-                 temperature: float, seed: int,
-                 direct_answer_tokens: int | None = None) -> tuple[FunctionalTokenEnv, list[TreeNode]]:
+                 temperature: float, seed: int, direct_answer_tokens: int | None = None,
+                 min_function_prob: float = MIN_FUNCTION_PROB) -> tuple[FunctionalTokenEnv, list[TreeNode]]:
     """(env, roots): one tree per question, posed with the solver prompt, on an engine
-    that holds `rollouts` rollouts of each. Run them with search.mcts.rollout/search."""
+    that holds `rollouts` rollouts of each. Run them with search.mcts.rollout/search. A
+    function is a child when the policy gives it `min_function_prob` (rftt/functional_search.py)."""
     prompts = [solve_prompt_ids(tok, q) for q in questions]
     engine = Engine.for_search(model, sum(len(p) for p in prompts), len(prompts) * rollouts,
                                search_path_tokens(depth, max_step_tokens, direct_answer_tokens))
     env = FunctionalTokenEnv(engine, tok, SamplingParams(temperature=temperature), max_step_tokens,
-                             golds=None, seed=seed, direct_answer_tokens=direct_answer_tokens)
+                             golds=None, seed=seed, direct_answer_tokens=direct_answer_tokens,
+                             min_function_prob=min_function_prob)
     return env, env.roots(prompts)
 
 
