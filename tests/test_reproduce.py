@@ -170,7 +170,9 @@ def test_a_stopped_run_skips_finished_stages_when_rerun_and_gives_the_same_figur
     page = (out / "learning.md").read_text()
     times = page[page.index("## Stages"):page.index("## What the models write")]
     ppo_row = next(line for line in times.splitlines() if line.startswith("| ppo | "))
-    assert ppo_row.endswith("| resumed: earlier runs' time not counted |")
+    assert ppo_row.endswith("| 2 runs, their times summed |")
+    clock = json.loads((out / "ppo" / "clock.json").read_text())["runs"]
+    assert len(clock) == 2 and learning["stages"]["ppo"]["wall_s"] == pytest.approx(sum(r["seconds"] for r in clock))
     assert calls == []  # the finished SFT stage did not run again
     assert {name: (out / name / "done.json").stat().st_mtime_ns for name in finished} == finished
     assert learning["stages"]["ppo"]["resumed"] and not learning["stages"]["sft"]["resumed"]

@@ -329,17 +329,24 @@ def learning_results(args, argv: list[str], stages: list[tuple[str, Stage]], rec
         "stages": {stage.name: {"command": _command(module, stage.settings["argv"]) if module else None,
                                 "settings": stage.settings, "wall_s": records[stage.name]["wall_s"],
                                 "resumed": records[stage.name]["resumed"],
+                                # a done.json from before the stage clock: a resumed stage, its earlier runs untimed
+                                "runs": records[stage.name].get("runs", 1 + records[stage.name]["resumed"]),
+                                "untimed_runs": records[stage.name].get("untimed_runs",
+                                                                        int(records[stage.name]["resumed"])),
                                 "finished_at": records[stage.name]["finished_at"]}
                    for module, stage in done},
     }
 
 
 def stage_times(stages: dict[str, dict]) -> str:
-    """The finished stages' wall times as a markdown table. A resumed stage's time is that
-    of the run that finished it: the runs before the kill are not counted."""
+    """The finished stages' wall times as a markdown table. A stage killed and resumed sums
+    its runs' times (train/stage_clock.py); a run from before the stage clock is not counted."""
     lines = ["| stage | wall time, min | finished at (UTC) | |", "|---|---|---|---|"]
     for name, s in stages.items():
-        note = "resumed: earlier runs' time not counted" if s["resumed"] else ""
+        runs, untimed = s.get("runs", 1), s.get("untimed_runs", 0)
+        note = "" if runs == 1 else f"{runs} runs, their times summed"
+        if untimed:
+            note += f"; {untimed} from before the stage clock not counted"
         lines.append(f"| {name} | {s['wall_s'] / 60:.1f} | {s['finished_at']} | {note} |")
     return "\n".join(lines)
 

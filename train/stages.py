@@ -2,7 +2,8 @@
 
 A stage owns a directory. Before it runs, its settings (the exact argv it is given, or
 whatever else decides its result) are written to DIR/settings.json; when it finishes,
-DIR/done.json holds the settings, the result and the wall time. Started again:
+DIR/done.json holds the settings, the result and the wall time: summed over every run of
+the stage, a killed one included (train/stage_clock.py). Started again:
 
 - a finished stage with the same settings is skipped and its recorded result returned;
 - an unfinished one runs again (train.sft and train.ppo resume from their checkpoints
@@ -20,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from train.stage_clock import StageClock
 
 
 class StageSettingsChanged(ValueError):
@@ -113,10 +116,11 @@ def run_stage(stage: Stage, log=stderr_log) -> dict:
     resumed = stage.settings_path.is_file()
     stage.settings_path.write_text(json.dumps({"settings": stage.settings}, indent=2))
     log(f"[reproduce] {stage.name}: {'resuming' if resumed else 'running'}")
-    started = time.time()
-    result = stage.run()
+    with StageClock(stage.directory / "clock.json", resumed=resumed) as clock:
+        result = stage.run()
     record = {"stage": stage.name, "settings": stage.settings, "result": result,
-              "wall_s": round(time.time() - started, 1), "resumed": resumed,
+              "wall_s": clock.total_s, "resumed": resumed, "runs": len(clock.runs),
+              "untimed_runs": clock.untimed_runs,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     stage.done_path.write_text(json.dumps(record, indent=2, default=str))
     log(f"[reproduce] {stage.name}: done in {record['wall_s']:.1f} s")
