@@ -23,9 +23,9 @@ in this process, called with the argv each stage records):
    instead of MCTS), `sft_no_merges` + `ppo_no_merges` (SFT on the same search's rows
    without the cross-verified merges); each then evaluated like the others.
 
-A stage writes OUT/<stage>/done.json (settings, result, wall time summed over its runs) when it finishes. The
-same command run again skips finished stages, an unfinished training stage resumes
-from its own checkpoint, and an unfinished evaluation reads back the greedy answers it
+A stage writes OUT/<stage>/done.json (settings, result, wall time summed over its runs)
+when it finishes. The same command run again skips finished stages, an unfinished
+training stage resumes from its own checkpoint, and an unfinished evaluation reads back the greedy answers it
 saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
 to run with other settings is refused with a message naming the stage and the settings
 that differ (train/stages.py). Once a training stage's done.json is written its
