@@ -25,8 +25,8 @@ in this process, called with the argv each stage records):
 
 A stage writes OUT/<stage>/done.json (settings, result, wall time summed over its runs)
 when it finishes. The same command run again skips finished stages, an unfinished
-training stage resumes from its own checkpoint, and an unfinished evaluation reads back the greedy answers it
-saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
+training stage resumes from its own checkpoint, and an unfinished evaluation reads back
+the greedy answers it saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
 to run with other settings is refused with a message naming the stage and the settings
 that differ (train/stages.py). Once a training stage's done.json is written its
 checkpoints are deleted (its model is OUT/<stage>/final): for the 0.5B default each is
