@@ -23,8 +23,8 @@ def test_solve_cli_json(tiny, capsys, extra):
     assert set(out) >= {"text", "answer"} and isinstance(out["text"], str)
 
 
-def test_solve_direct_answer_cap_reaches_the_search(tiny, monkeypatch, capsys):
-    """--direct-answer-tokens is the search's cap on a direct answer, as in train.eval."""
+def test_solve_search_flags_reach_the_search(tiny, monkeypatch, capsys):
+    """--direct-answer-tokens and --min-function-prob reach the search, as in train.eval."""
     import train.solve as solve
 
     seen = {}
@@ -36,8 +36,10 @@ def test_solve_direct_answer_cap_reaches_the_search(tiny, monkeypatch, capsys):
 
     monkeypatch.setattr(solve, "start_search", spy)
     solve_main(["--question", "What is 2 + 3?", "--model", str(tiny), "--max-new-tokens", "4",
-                "--direct-answer-tokens", "12", "--rollouts", "1", "--depth", "1", "--json"])
+                "--direct-answer-tokens", "12", "--rollouts", "1", "--depth", "1", "--min-function-prob", "0.05",
+                "--json"])
     assert seen["direct_answer_tokens"] == 12 and seen["max_step_tokens"] == 4
+    assert seen["min_function_prob"] == 0.05
 
 
 def test_solve_direct_answer_cap_checked_against_the_context(tiny):

@@ -25,8 +25,9 @@ import torch
 
 from model import DEFAULT_MODEL, EMBEDDED_MODELS, load_model
 from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, non_negative_float, non_negative_int,
-                       positive_int, run_cli)
+                       positive_int, run_cli, unit_float)
 from model.context import check_fits_context, search_path_caps, search_path_tokens
+from rftt.functional_search import MIN_FUNCTION_PROB
 from rftt.grading import extract_answer, normalize_answer
 from rftt.prompts import solve_prompt_ids
 from rftt.tokens import add_functional_tokens
@@ -37,11 +38,12 @@ from train.inference_search import leaf_answers, majority_answer, start_search
 
 @torch.inference_mode()
 def solve_mcts(model, tok, question: str, rollouts: int, max_step_tokens: int, depth: int,
-               temperature: float, seed: int, direct_answer_tokens: int | None = None) -> tuple[str, str | None, dict]:
+               temperature: float, seed: int, direct_answer_tokens: int | None = None,
+               min_function_prob: float = MIN_FUNCTION_PROB) -> tuple[str, str | None, dict]:
     """(text of the best-valued leaf with the majority answer, that answer, the tally)."""
     env, roots = start_search(model, tok, [question], rollouts=rollouts, depth=depth,
                               max_step_tokens=max_step_tokens, temperature=temperature, seed=seed,
-                              direct_answer_tokens=direct_answer_tokens)
+                              direct_answer_tokens=direct_answer_tokens, min_function_prob=min_function_prob)
     search(roots, env, rollouts=rollouts, max_depth=depth)
     answers = leaf_answers(env, roots[0])
     winner = majority_answer([a for _, a in answers])
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--temperature", type=non_negative_float, default=0.7,
                    help="MCTS: step sampling temperature (0: greedy steps)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="MCTS: seed of the step sampling")
+    p.add_argument("--min-function-prob", type=unit_float, default=MIN_FUNCTION_PROB,
+                   help="MCTS: a functional token becomes a child only when the model gives it at least this "
+                        "probability, as in train.eval (0: every allowed function)")
     p.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     add_device_flag(p)
     add_debug_flag(p)
@@ -87,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                            "--question", search_path_caps(args.depth, "--max-new-tokens", args.max_new_tokens,
                                                           args.direct_answer_tokens))
         text, answer, votes = solve_mcts(model, tok, args.question, args.rollouts, args.max_new_tokens, args.depth,
-                                         args.temperature, args.seed, args.direct_answer_tokens)
+                                         args.temperature, args.seed, args.direct_answer_tokens,
+                                         args.min_function_prob)
     if args.json:
         print(json.dumps({"text": text, "answer": answer, "rollouts": args.rollouts, "votes": votes}))
     else:
