@@ -40,6 +40,19 @@ def test_greedy_and_mcts_accuracy_summary(trained, tmp_path, capsys):
         assert 0.0 <= acc <= 1.0
     samples = (tmp_path / "greedy_samples.jsonl").read_text().splitlines()
     assert len(samples) == 3 and all("response" in json.loads(s) for s in samples)
+    searches = [json.loads(line) for line in (tmp_path / "mcts_samples.jsonl").read_text().splitlines()]
+    assert len(searches) == 3
+    for budget in ("1", "2"):  # the records hold the very votes the accuracy counts
+        assert sum(r["votes_correct"][budget] for r in searches) / 3 == summary["mcts"][budget]["accuracy"]
+    for r in searches:
+        leaves = r["leaves"]
+        assert sum(leaf["visits"] for leaf in leaves) == 2  # every rollout ended at one of them
+        assert r["votes"]["2"] == majority_answer([leaf["answer"] for leaf in leaves])  # the last budget's vote
+        for leaf in leaves:
+            assert leaf["functions"] and leaf["last_step"] in ("close", "length", "eos", "malformed")
+            assert leaf["correct"] is False or leaf["answer"] is not None
+    assert summary["mcts_leaves"]["leaves_per_problem"] == round(sum(len(r["leaves"]) for r in searches) / 3, 2)
+    assert sum(summary["mcts_leaves"]["last_step"].values()) == sum(len(r["leaves"]) for r in searches)
 
 
 def test_an_even_spread_keeps_each_levels_share():

@@ -10,10 +10,12 @@ answer) and after 1, 4, ... rollouts takes the majority answer of the leaves fou
 smaller one, because rollout k never depends on rollouts after it. Accuracy should rise
 with the number of rollouts: that is the inference-time scaling the paper reports.
 
-Writes OUT/eval.json (overall, and per level and type for MATH files), the greedy answers
-(OUT/greedy_samples.jsonl; a rerun into the same OUT with the same model, problems and cap
-reads them back instead of decoding again) and, when matplotlib is installed
-(`pip install matplotlib`), OUT/accuracy_vs_rollouts.png.
+Writes OUT/eval.json (overall, and per level and type for MATH files; `mcts_leaves`: how
+many leaves the searches found, how many answered and answered right, how their last
+steps stopped, train/search_leaves.py), the greedy answers (OUT/greedy_samples.jsonl; a
+rerun into the same OUT with the same model, problems and cap reads them back instead of
+decoding again), every searched problem's votes and leaves (OUT/mcts_samples.jsonl) and,
+when matplotlib is installed (`pip install matplotlib`), OUT/accuracy_vs_rollouts.png.
 """
 
 from __future__ import annotations
@@ -35,23 +37,30 @@ from model.context import search_path_caps, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.functional_search import MIN_FUNCTION_PROB
 from rftt.grading import is_equiv
+from rftt.sft_data import write_jsonl
 from rftt.tokens import add_functional_tokens
 from search.mcts import rollout, wave_sizes
 from train.accuracy import grade, greedy_accuracy
-from train.inference_search import leaf_answers, majority_answer, start_search
+from train.inference_search import leaf_answers, leaf_record, majority_answer, start_search
 from train.prompt_lengths import check_problem_prompts
 from train.saved_greedy import SAMPLES as SAVED_SAMPLES
 from train.saved_greedy import greedy_key, load_saved_greedy, save_greedy
+from train.search_leaves import grade_searches, leaf_summary
+
+MCTS_SAMPLES = "mcts_samples.jsonl"
 
 
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
                temperature: float, seed: int, batch_size: int = 32, parallel_rollouts: int = 1,
                direct_answer_tokens: int | None = None,
-               min_function_prob: float = MIN_FUNCTION_PROB) -> dict[int, list[str | None]]:
-    """For each budget in `budgets`, every problem's majority answer after that many rollouts.
-    Rollouts run in waves of up to `parallel_rollouts` per tree (virtual loss, search/mcts.py);
-    a wave never crosses a budget, so each budget's votes see exactly that many rollouts."""
+               min_function_prob: float = MIN_FUNCTION_PROB) -> tuple[dict[int, list[str | None]], list[dict]]:
+    """(for each budget in `budgets`, every problem's majority answer after that many
+    rollouts; for each problem, its search: the votes and every leaf of the finished tree,
+    train/inference_search.py's leaf_record). Rollouts run in waves of up to
+    `parallel_rollouts` per tree (virtual loss, search/mcts.py); a wave never crosses a
+    budget, so each budget's votes see exactly that many rollouts."""
     votes: dict[int, list[str | None]] = {b: [] for b in budgets}
+    searches: list[dict] = []
     most = max(budgets)
     bar = tqdm(total=len(problems) * most, desc="mcts", unit="rollout")
     for start in range(0, len(problems), batch_size):
@@ -67,8 +76,12 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
             if k in votes:
                 for root in roots:
                     votes[k].append(majority_answer([a for _, a in leaf_answers(env, root)]))
+        for i, (problem, root) in enumerate(zip(chunk, roots)):
+            searches.append({"question": problem.question, "level": problem.level,
+                             "votes": {str(b): votes[b][start + i] for b in budgets},
+                             "leaves": [leaf_record(env, leaf, a) for leaf, a in leaf_answers(env, root)]})
     bar.close()
-    return votes
+    return votes, searches
 
 
 def spread_subset(items: list, k: int | None) -> list:
@@ -191,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary["greedy_on_mcts_problems"] = {"accuracy": sum(on_searched) / len(on_searched),
                                               **breakdown(searched, on_searched)}
         with torch.inference_mode():
-            votes = mcts_votes(model, tok, searched, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
+            votes, searches = mcts_votes(model, tok, searched, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
                                temperature=args.temperature, seed=args.seed,
                                parallel_rollouts=args.parallel_rollouts,
                                direct_answer_tokens=args.direct_answer_tokens,
@@ -199,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
         for b in budgets:
             correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], searched, strict=True)]
             summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(searched, correct)}
+        grade_searches(searches, searched)
+        write_jsonl(str(out / MCTS_SAMPLES), searches)
+        summary["mcts_leaves"] = leaf_summary(searches)
     summary["wall_s"] = round(time.time() - started, 1)
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     if budgets and not plot(summary, out / "accuracy_vs_rollouts.png"):

@@ -48,3 +48,13 @@ def majority_answer(answers: list[str | None]) -> str | None:
 def leaf_answers(env: FunctionalTokenEnv, root: TreeNode) -> list[tuple[TreeNode, str | None]]:
     """Every leaf found so far in `root`'s tree with the answer its path gives."""
     return [(leaf, extract_answer(env.text(leaf))) for leaf in root.leaves()]
+
+
+def leaf_record(env: FunctionalTokenEnv, leaf: TreeNode, answer: str | None) -> dict:
+    """What one leaf of a search was, for reading an evaluation afterwards: the functions
+    on its path, how its last step stopped ("close": its closing tag, "length": the step's
+    cap, "eos", "malformed"), whether that step ended the path (a direct answer, an
+    <output>, EOS; otherwise the path ran into the depth limit), the rollouts that ended
+    there, its answer and its text."""
+    return {"functions": [node.action for node in leaf.path()[1:]], "last_step": leaf.state.stop,
+            "terminal": leaf.terminal, "visits": leaf.visits, "answer": answer, "text": env.text(leaf)}
