@@ -14,7 +14,7 @@ from rftt.solution_steps import reference_rows
 from rftt.sft_data import write_jsonl
 from train import ppo, reproduce, sft
 from train.intervals import figure, wilson_interval
-from train.learning import markdown_table, model_figures
+from train.learning import markdown_search_leaves, markdown_table, model_figures
 from train.side_by_side import markdown as side_by_side_markdown
 from train.side_by_side import pick_problems
 from train.stages import StageSettingsChanged, flag_values, settings_differences
@@ -78,6 +78,18 @@ def test_mcts_on_a_subset_gets_its_own_n_and_the_table_says_so():
     assert f"| base | 8 | 50.0 [{100 * figure(4, 8)['ci95'][0]:.1f}," in table and "| 4 | 25.0 [" in table
 
 
+def test_the_searches_table_shows_each_models_leaf_totals():
+    leaves = {"leaves_per_problem": 2.5, "answered": 0.6, "correct": 0.2, "problems_with_a_correct_leaf": 0.5,
+              "last_step": {"open length": 1, "terminal close": 4}}
+    summary = {"problems": 2, "greedy": {"accuracy": 0.5}, "mcts": {"1": {"accuracy": 0.5}}, "mcts_leaves": leaves}
+    m = model_figures(summary, levels=[1])
+    assert m["search_leaves"] == leaves
+    assert markdown_search_leaves({"sft": m}).splitlines()[2] == \
+        "| sft | 2.5 | 60.0 | 20.0 | 50.0 | open length 1, terminal close 4 |"
+    del summary["mcts_leaves"]
+    assert markdown_search_leaves({"base": model_figures(summary, [1])}) == ""
+
+
 # ----------------------------------------------------------------- the pipeline
 
 
@@ -99,6 +111,9 @@ def test_the_whole_pipeline_writes_learning_json_with_every_key(whole):
     assert learning["complete"] and learning["pending"] == []
     page = (out / "learning.md").read_text()
     assert "| ppo_no_merges | 4 |" in page and "## What the models write (greedy)" in page
+    assert "## What the searches found" in page
+    for name, m in learning["models"].items():
+        assert m["search_leaves"]["leaves_per_problem"] > 0, name
     assert learning["commit"] is None or len(learning["commit"]) == 40
     assert learning["held_out"]["per_level"] == {"1": 1, "2": 1, "3": 1, "4": 1}
     assert list(learning["models"]) == MODELS

@@ -49,6 +49,8 @@ def model_figures(summary: dict, levels: list[int]) -> dict:
             per_level.setdefault(lv, {"n": fig["n"], "greedy": None, "mcts": {}})["mcts"][b] = fig
             per_level[lv]["mcts_n"] = fig["n"]
     out["levels"] = dict(sorted(per_level.items(), key=lambda kv: int(kv[0])))
+    if "mcts_leaves" in summary:  # what the searches found (train/search_leaves.py)
+        out["search_leaves"] = summary["mcts_leaves"]
     return out
 
 
@@ -85,3 +87,19 @@ def markdown_table(models: dict[str, dict]) -> str:
         cells = [name, str(m["n"]), _cell(m["greedy"]), *extra, *(_cell(m["mcts"].get(b)) for b in budgets)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nAccuracy in %, 95% Wilson interval in brackets."
+
+
+def markdown_search_leaves(models: dict[str, dict]) -> str:
+    """model × what its searches found at the largest budget (train/search_leaves.py):
+    why a majority vote lands where it does. Empty when no model's evaluation has them."""
+    rows = [(name, m["search_leaves"]) for name, m in models.items() if "search_leaves" in m]
+    if not rows:
+        return ""
+    lines = ["| model | leaves a problem | leaves that answer, % | answer right, % | problems with a right leaf, % "
+             "| how the leaves' last steps stopped |", "|---|---|---|---|---|---|"]
+    for name, s in rows:
+        stops = ", ".join(f"{k} {v}" for k, v in s["last_step"].items())
+        lines.append(f"| {name} | {s['leaves_per_problem']} | {100 * s['answered']:.1f} | {100 * s['correct']:.1f} "
+                     f"| {100 * s['problems_with_a_correct_leaf']:.1f} | {stops} |")
+    return "\n".join(lines) + ("\n\nEach distinct leaf counts once. \"terminal\": a direct answer, an <output> or EOS "
+                               "ended the path; \"open\": the depth limit did; \"length\": the step's token cap cut it.")

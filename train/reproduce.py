@@ -67,7 +67,7 @@ from rftt.data import ALL_LEVELS, generate_arithmetic
 from train import eval as eval_cli
 from train import ppo, sft
 from train.checkpoint import checkpoint_root
-from train.learning import markdown_table, model_figures, rl_curve
+from train.learning import markdown_search_leaves, markdown_table, model_figures, rl_curve
 from train.learning_plot import plot_learning
 from train.paired import compare_evaluations, markdown_gains
 from train.presets import add_preset_flag, apply_preset
@@ -365,6 +365,9 @@ def write_results(args, argv: list[str], stages: list[tuple[str, Stage]], record
         table += ("\n\n## Paired gains (greedy, the same problems)\n\nEach model's accuracy minus the other's, "
                   "problem by problem (train/paired.py): standard error, normal 95% interval and the exact "
                   "McNemar p of the discordant problems.\n\n" + markdown_gains(learning["gains"]))
+    leaves = markdown_search_leaves(learning["models"])
+    if leaves:
+        table += "\n\n## What the searches found (MCTS, the largest budget)\n\n" + leaves
     core = {name: read_greedy(out / f"eval_{name}") for name in ("base", "sft", "ppo") if name in learning["models"]}
     answers = side_by_side_markdown(core, pick_problems(core, SIDE_BY_SIDE)) if core else ""
     (out / "learning.md").write_text(f"{table}\n\n## Stages\n\n{stage_times(learning['stages'])}\n\n"
