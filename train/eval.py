@@ -36,7 +36,6 @@ from model.cli import (HelpFormatter, add_debug_flag, add_device_flag, check_wri
 from model.context import search_path_caps, search_path_tokens
 from rftt.data import Problem, load_problems
 from rftt.functional_search import MIN_FUNCTION_PROB
-from rftt.grading import is_equiv
 from rftt.sft_data import write_jsonl
 from rftt.tokens import add_functional_tokens
 from search.mcts import rollout, wave_sizes
@@ -53,13 +52,12 @@ MCTS_SAMPLES = "mcts_samples.jsonl"
 def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth: int, max_step_tokens: int,
                temperature: float, seed: int, batch_size: int = 32, parallel_rollouts: int = 1,
                direct_answer_tokens: int | None = None,
-               min_function_prob: float = MIN_FUNCTION_PROB) -> tuple[dict[int, list[str | None]], list[dict]]:
-    """(for each budget in `budgets`, every problem's majority answer after that many
-    rollouts; for each problem, its search: the votes and every leaf of the finished tree,
-    train/inference_search.py's leaf_record). Rollouts run in waves of up to
+               min_function_prob: float = MIN_FUNCTION_PROB) -> list[dict]:
+    """Each problem's search: {"question", "level", "votes": {budget: the majority answer
+    after that many rollouts}, "leaves": every leaf of the finished tree
+    (train/inference_search.py's leaf_record)}. Rollouts run in waves of up to
     `parallel_rollouts` per tree (virtual loss, search/mcts.py); a wave never crosses a
     budget, so each budget's votes see exactly that many rollouts."""
-    votes: dict[int, list[str | None]] = {b: [] for b in budgets}
     searches: list[dict] = []
     most = max(budgets)
     bar = tqdm(total=len(problems) * most, desc="mcts", unit="rollout")
@@ -68,20 +66,22 @@ def mcts_votes(model, tok, problems: list[Problem], budgets: list[int], *, depth
         env, roots = start_search(model, tok, [p.question for p in chunk], rollouts=most, depth=depth,
                                   max_step_tokens=max_step_tokens, temperature=temperature, seed=seed + start,
                                   direct_answer_tokens=direct_answer_tokens, min_function_prob=min_function_prob)
+        votes: list[dict[str, str | None]] = [{} for _ in chunk]
         k = 0
         for size in wave_sizes(most, parallel_rollouts, pause_at=budgets):
             rollout(roots, env, max_depth=depth, parallel_rollouts=size)
             k += size
             bar.update(len(chunk) * size)
-            if k in votes:
-                for root in roots:
-                    votes[k].append(majority_answer([a for _, a in leaf_answers(env, root)]))
-        for i, (problem, root) in enumerate(zip(chunk, roots)):
-            searches.append({"question": problem.question, "level": problem.level,
-                             "votes": {str(b): votes[b][start + i] for b in budgets},
-                             "leaves": [leaf_record(env, leaf, a) for leaf, a in leaf_answers(env, root)]})
+            if k in budgets:
+                found = [leaf_answers(env, root) for root in roots]
+                for problem_votes, answers in zip(votes, found):
+                    problem_votes[str(k)] = majority_answer([a for _, a in answers])
+        # the last wave ends at the largest budget: `found` holds the finished trees' leaves
+        for problem, problem_votes, answers in zip(chunk, votes, found, strict=True):
+            searches.append({"question": problem.question, "level": problem.level, "votes": problem_votes,
+                             "leaves": [leaf_record(env, leaf, a) for leaf, a in answers]})
     bar.close()
-    return votes, searches
+    return searches
 
 
 def spread_subset(items: list, k: int | None) -> list:
@@ -204,15 +204,15 @@ def main(argv: list[str] | None = None) -> dict:
         summary["greedy_on_mcts_problems"] = {"accuracy": sum(on_searched) / len(on_searched),
                                               **breakdown(searched, on_searched)}
         with torch.inference_mode():
-            votes, searches = mcts_votes(model, tok, searched, budgets, depth=args.depth, max_step_tokens=args.max_step_tokens,
-                               temperature=args.temperature, seed=args.seed,
-                               parallel_rollouts=args.parallel_rollouts,
-                               direct_answer_tokens=args.direct_answer_tokens,
-                               min_function_prob=args.min_function_prob)
-        for b in budgets:
-            correct = [a is not None and is_equiv(a, p.answer) for a, p in zip(votes[b], searched, strict=True)]
-            summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(searched, correct)}
+            searches = mcts_votes(model, tok, searched, budgets, depth=args.depth,
+                                  max_step_tokens=args.max_step_tokens, temperature=args.temperature, seed=args.seed,
+                                  parallel_rollouts=args.parallel_rollouts,
+                                  direct_answer_tokens=args.direct_answer_tokens,
+                                  min_function_prob=args.min_function_prob)
         grade_searches(searches, searched)
+        for b in budgets:
+            correct = [r["votes_correct"][str(b)] for r in searches]
+            summary["mcts"][str(b)] = {"accuracy": sum(correct) / len(correct), **breakdown(searched, correct)}
         write_jsonl(str(out / MCTS_SAMPLES), searches)
         summary["mcts_leaves"] = leaf_summary(searches)
     summary["wall_s"] = round(time.time() - started, 1)

@@ -26,12 +26,12 @@ in this process, called with the argv each stage records):
 A stage writes OUT/<stage>/done.json (settings, result, wall time summed over its runs)
 when it finishes. The same command run again skips finished stages, an unfinished
 training stage resumes from its own checkpoint, and an unfinished evaluation reads back
-the greedy answers it saved before its MCTS part (train/saved_greedy.py). A finished (or started) stage asked
-to run with other settings is refused with a message naming the stage and the settings
-that differ (train/stages.py). Once a training stage's done.json is written its
-checkpoints are deleted (its model is OUT/<stage>/final): for the 0.5B default each is
-7.1 GB and a stage keeps two, so a whole table would otherwise hold ~30 GB of checkpoints
-no rerun reads. --keep-checkpoints keeps them (to train a stage further).
+the greedy answers it saved before its MCTS part (train/saved_greedy.py). A finished (or
+started) stage asked to run with other settings is refused with a message naming the
+stage and the settings that differ (train/stages.py). Once a training stage's done.json
+is written its checkpoints are deleted (its model is OUT/<stage>/final): for the 0.5B
+default each is 7.1 GB and a stage keeps two, so a whole table would otherwise hold ~30 GB
+of checkpoints no rerun reads. --keep-checkpoints keeps them (to train a stage further).
 
 Results: OUT/learning.json (per model: greedy, MCTS@k, n, per level; every accuracy
 with its 95% Wilson interval; the git commit; each stage's command and wall time; each
@@ -343,10 +343,9 @@ def stage_times(stages: dict[str, dict]) -> str:
     its runs' times (train/stage_clock.py); a run from before the stage clock is not counted."""
     lines = ["| stage | wall time, min | finished at (UTC) | |", "|---|---|---|---|"]
     for name, s in stages.items():
-        runs, untimed = s.get("runs", 1), s.get("untimed_runs", 0)
-        note = "" if runs == 1 else f"{runs} runs, their times summed"
-        if untimed:
-            note += f"; {untimed} from before the stage clock not counted"
+        note = "" if s["runs"] == 1 else f"{s['runs']} runs, their times summed"
+        if s["untimed_runs"]:
+            note += f"; {s['untimed_runs']} from before the stage clock not counted"
         lines.append(f"| {name} | {s['wall_s'] / 60:.1f} | {s['finished_at']} | {note} |")
     return "\n".join(lines)
 
