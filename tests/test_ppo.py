@@ -40,6 +40,15 @@ def _metrics(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
+def _resident_gb():
+    """This process's resident memory now, GB (Linux's /proc; 0 elsewhere: no check)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return 0.0
+    kib = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS:"))
+    return round(kib * 1024 / 1e9, 2)
+
+
 def _weights(path):
     model, _ = load_model(path)
     return {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -61,9 +70,17 @@ def test_kl_to_the_reference_is_zero_when_they_are_the_same_model(checkpoint):
 def test_reward_rises_on_a_toy_task(checkpoint, tmp_path):
     """REINFORCE++ with PPO-clip, the paper's defaults otherwise, on a reward the tiny
     model can learn: the share of lowercase letters in the text it samples."""
+    resident_before = _resident_gb()
     main(_toy(checkpoint, tmp_path / "run", 10))
     rows = _metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == list(range(1, 11))
+    # Each phase's CPU time is logged beside its wall time, and the peak resident memory
+    # is a high-water mark in GB: never below what the process held before the run.
+    assert all(r["cpu_seconds"].keys() == {"rollouts", "logprobs", "update"} for r in rows)
+    assert all(v >= 0 for r in rows for phase in r["cpu_seconds"].values() for v in phase.values())
+    assert all(sum(r["cpu_seconds"]["update"].values()) > 0 for r in rows)
+    peaks = [r["peak_rss_gb"] for r in rows]
+    assert peaks == sorted(peaks) and peaks[0] >= resident_before
     assert rows[0]["kl"] == 0.0  # before the first update the policy is the reference
     first, last = [r["reward"] for r in rows[:3]], [r["reward"] for r in rows[-3:]]
     print("reward by iteration:", [round(r["reward"], 3) for r in rows])
@@ -131,7 +148,7 @@ def test_sampling_ablation_draws_whole_answers_instead_of_a_tree(checkpoint, tmp
     prompt, capped at the search's path budget; seeded (the same command, the same run)."""
     for out in ("a", "b"):
         main(_toy(checkpoint, tmp_path / out, 1, "--rollout-search", "sampling", "--rollouts", "3"))
-    timings = {"time", "rollout_tokens_per_s", "train_tokens_per_s", "seconds"}
+    timings = {"time", "rollout_tokens_per_s", "train_tokens_per_s", "seconds", "cpu_seconds", "peak_rss_gb"}
     rows, again = ([{k: v for k, v in r.items() if k not in timings} for r in _metrics(tmp_path / out)]
                    for out in ("a", "b"))
     assert rows[0]["samples"] == 8 * 3  # exactly the rollouts: no tree merges duplicate paths

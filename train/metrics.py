@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -31,3 +34,24 @@ class MetricsLog:
         values.setdefault("time", round(time.time(), 3))
         with self.path.open("a") as f:
             f.write(json.dumps(values, default=float) + "\n")
+
+
+def process_cpu_seconds() -> dict[str, float]:
+    """CPU seconds this process has used so far, every thread: `user` (its own code) and
+    `system` (the kernel working for it). On CPU training the system time is mostly page
+    faults: glibc unmaps every freed block of 32 MiB or more, so each large temporary is
+    faulted in again on the next step."""
+    t = os.times()
+    return {"user": t.user, "system": t.system}
+
+
+def cpu_seconds_since(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+    """The CPU seconds between two `process_cpu_seconds()` readings."""
+    return {k: round(end[k] - start[k], 2) for k in start}
+
+
+def peak_rss_gb() -> float:
+    """The process's peak resident memory so far, GB: a high-water mark that never falls,
+    what a machine must hold for the run (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 2)

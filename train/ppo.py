@@ -73,7 +73,7 @@ from train.advantages import ESTIMATORS, KL_ESTIMATORS, advantages, kl_estimate,
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint, stop_as_if_killed
 from train.distributed import (all_reduce_max, all_reduce_sum, barrier, init_distributed, reshard, shard_model,
                                shutdown, sum_over_ranks)
-from train.metrics import MetricsLog
+from train.metrics import MetricsLog, cpu_seconds_since, peak_rss_gb, process_cpu_seconds
 from train.model_io import export_pretrained, full_weights, load_base_model
 from train.ppo_loss import policy_loss, value_loss
 from train.presets import add_preset_flag, apply_preset
@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
     bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations, desc="ppo", unit="iter",
                disable=not info.is_main)
     for iteration in bar:
-        t0 = time.time()
+        t0, cpu_t0 = time.time(), process_cpu_seconds()
         # 1. Draw problems: a pure function of the iteration, so a resume draws the same.
         batch_problems = _draw(problems, iteration, args.problems_per_iteration, args.seed)
         mine = batch_problems[info.rank::info.world_size]
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                 samples, roots = sample_rollouts(engine, tok, mine, samples_per_problem=args.rollouts,
                                                  max_new_tokens=path_tokens, temperature=args.temperature, seed=seed,
                                                  reward_fn=reward_fn), None
-        rollout_s = time.time() - t0
+        rollout_s, cpu_rolled = time.time() - t0, process_cpu_seconds()
         rollout_tokens = engine.tokens_computed
         del engine  # 7 (below) in advance: KV from these weights can never be read after the update
 
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         model.train()
         old_logp, ref_logp, old_values, mask = score_samples(model, reference, samples, args, tok.eos_token_id,
                                                              device)
-        score_s = time.time() - t0 - rollout_s
+        score_s, cpu_scored = time.time() - t0 - rollout_s, process_cpu_seconds()
         final_reward = torch.tensor([s.reward for s in samples], dtype=torch.float32)
 
         # 5. Per-token rewards and advantages: REINFORCE++ (r_t = -β·KL_t, the outcome
@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
         stats = {"clipped_tokens": 0.0, "approx_kl_old": 0.0, "entropy": 0.0, "trained_tokens": 0.0}  # sums
         g = torch.Generator().manual_seed(derive_seed(args.seed, "mini-batches", iteration))
         grad_norms = []  # each optimiser step's norm before clipping
-        train_t0 = time.time()
+        train_t0, cpu_train_t0 = time.time(), process_cpu_seconds()
         for _ in range(args.ppo_epochs):
             shuffled = torch.randperm(len(samples), generator=g).tolist()
             for mini in split_evenly(shuffled, args.mini_batches):
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
                 norm = clip_and_step(model, optimizer, args.grad_clip, f"at iteration {iteration + 1}")
                 grad_norms.append(float(norm))
         scheduler.step()
-        train_s = time.time() - train_t0
+        train_s, cpu_trained = time.time() - train_t0, process_cpu_seconds()
 
         # 7. New weights: the rollout engine, and the KV it cached from the old ones, went
         # with `del engine` above; under FSDP the rollout copy is refreshed from the shards.
@@ -517,6 +517,13 @@ def main(argv: list[str] | None = None, reward_fn: RewardFn | None = None) -> di
             # and of the whole iteration before logging and checkpointing.
             "seconds": {"rollouts": round(rollout_s, 2), "logprobs": round(score_s, 2), "update": round(train_s, 2),
                         "iteration": round(time.time() - t0, 2)},
+            # The same phases' CPU seconds, user and system (the kernel: on CPU mostly page
+            # faults, bench/RESULTS.md "Where training's CPU time goes"), and this rank's
+            # peak resident memory so far: what the machine must hold.
+            "cpu_seconds": {"rollouts": cpu_seconds_since(cpu_t0, cpu_rolled),
+                            "logprobs": cpu_seconds_since(cpu_rolled, cpu_scored),
+                            "update": cpu_seconds_since(cpu_train_t0, cpu_trained)},
+            "peak_rss_gb": peak_rss_gb(),
         }
         metrics.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.4f}")
