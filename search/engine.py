@@ -44,6 +44,14 @@ class Branch:
     stop_reason: str | None = None  # "stop" (a stop token) or "length"; None while running
 
 
+def _own_rows(logits: torch.Tensor) -> list[torch.Tensor]:
+    """logits: [B, V] -> B rows, each in memory of its own. A row *view* would keep the
+    whole [B, V] tensor alive for as long as its branch lives: the finished leaves of a
+    search or of 192 sampled answers, each stopping at another step, then pin one batch
+    tensor per step (0.5B model: 192 x 152k fp32 logits = 117 MB each, ~10 GB in all)."""
+    return [row.clone() for row in logits]
+
+
 def _indptr(counts: list[int]) -> torch.Tensor:
     return torch.tensor([0] + counts, dtype=torch.int64).cumsum(0).to(torch.int32)
 
@@ -102,7 +110,7 @@ class Engine:
         tokens = torch.cat([torch.as_tensor(p, dtype=torch.int64) for p in prompts])
         positions = torch.cat([torch.arange(c) for c in counts])
         logits = self._run(tokens, positions, batch, qo_indptr[1:].long() - 1)
-        return [Branch(n, s, logits[i]) for i, (n, s) in enumerate(zip(nodes, seeds))]
+        return [Branch(n, s, row) for row, n, s in zip(_own_rows(logits), nodes, seeds)]
 
     def fork(self, branch: Branch, seed: int) -> Branch:
         """A new branch continuing `branch`'s text; `branch` itself stops growing."""
@@ -131,8 +139,8 @@ class Engine:
         qo_indptr = _indptr(counts)
         batch = AttentionBatch(self.pool.k, self.pool.v, new_slots, kv_indptr, kv_indices, qo_indptr=qo_indptr)
         logits = self._run(tokens, positions, batch, qo_indptr[1:].long() - 1)
-        for i, (b, _) in enumerate(pairs):
-            b.next_logits = logits[i]
+        for (b, _), row in zip(pairs, _own_rows(logits)):
+            b.next_logits = row
 
     def decode(
         self, branches: list[Branch], params: SamplingParams, max_new_tokens: int, stop_ids: set[int] = frozenset(),
@@ -157,7 +165,7 @@ class Engine:
                 token = int(tokens[i])
                 b.generated.append(token)
                 b.logprobs.append(float(logprobs[i]))
-                b.next_logits = next_logits[i]
+                b.next_logits = next_logits[i]  # a view: replaced next step while the branch runs
                 budget[id(b)] -= 1
                 if token in stop_ids:
                     b.stop_reason = "stop"
@@ -166,6 +174,7 @@ class Engine:
                 else:
                     still.append(b)
                     continue
+                b.next_logits = b.next_logits.clone()  # a stopped branch keeps its row, not the batch's
                 if on_finish is not None:
                     on_finish(b)
             active = still

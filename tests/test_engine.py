@@ -81,6 +81,25 @@ def test_stops_and_length_cap(tmp_path):
     assert b.generated == probe.generated
 
 
+def test_a_branch_holds_its_own_logits_row_not_the_batch(tmp_path):
+    """Every branch that leaves prefill, extend or decode keeps only its [V] row: a view
+    would pin the whole step's [B, V] logits for as long as the branch lives (a search's
+    leaves, stopping at different steps, held ~10 GB of them on the 0.5B model)."""
+    write_checkpoint(tmp_path / "ckpt", "qwen2", seed=6)
+    model, _ = load_model(tmp_path / "ckpt")
+    vocab = model.config.vocab_size
+    engine = Engine(model, num_slots=512)
+    roots = engine.prefill([[4, 5, 6], [7, 8]], seeds=[0, 1])
+    branches = [engine.fork(r, seed=2 + 3 * i + j) for i, r in enumerate(roots) for j in range(3)]
+    engine.extend(branches[:2], [[9], [10, 11]])
+    row_bytes = vocab * roots[0].next_logits.element_size()
+    assert all(b.next_logits.untyped_storage().nbytes() == row_bytes for b in roots + branches[:2])
+    engine.decode(branches, SamplingParams(temperature=1.0), 12, stop_ids={3, 4, 5, 6, 7})
+    assert len({len(b.generated) for b in branches}) > 1  # they stopped at different steps
+    assert all(b.next_logits.shape == (vocab,) and b.next_logits.untyped_storage().nbytes() == row_bytes
+               for b in branches)
+
+
 def test_seeded_sampling_is_reproducible_and_batch_invariant(tmp_path):
     write_checkpoint(tmp_path / "ckpt", "llama-tied", seed=4)
     model, _ = load_model(tmp_path / "ckpt")
