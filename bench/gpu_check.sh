@@ -4,6 +4,8 @@
 #   bench/gpu_check.sh [OUT_DIR]              OUT_DIR defaults to bench/results/gpu/
 #   bench/gpu_check.sh --cpu-smoke [OUT_DIR]  the same plumbing on CPU at tiny sizes
 #   bench/gpu_check.sh --download-wheels      fill .whl/ for an offline GPU machine
+#   bench/gpu_check.sh --prepare-shape        fill .gpu_shape/ (the default model's config
+#                                             and tokenizer, no weights) for rl_step
 #
 # Steps, each with its own time limit, log and JSON in OUT_DIR:
 #   pytest_gpu          pytest -m gpu on the test files that have GPU tests (kernels at
@@ -11,8 +13,12 @@
 #   kernels             python bench/kernels.py --json (time, bytes, % of copy bandwidth)
 #   rollout_throughput  python bench/rollout_throughput.py --config qwen2.5-7b --dtype
 #                       bfloat16 --json (random weights of the paper's Qwen shape)
-#   rl_step             python bench/rl_step.py on the Qwen2.5 0.5B default, if that file
-#                       exists (skipped with a message otherwise)
+#   rl_step             python bench/rl_step.py on the Qwen2.5 0.5B default's shape and
+#                       tokenizer with seeded random weights (--random-weights): the GPU
+#                       machine cannot install the model's packages and the device tool's
+#                       64 MiB carry cannot hold its weights, but .gpu_shape/ (11.5 MB, from
+#                       --prepare-shape) travels. Skipped with a message when it is missing
+#                       and RL_STEP_ARGS is unset.
 # plus env.json (versions, GPU, commit) and summary.json (status, exit code and seconds of
 # every step). The script exits non-zero if any step failed or timed out.
 #
@@ -29,7 +35,9 @@
 #   carry). The tool copies the working tree, but a .venv cannot travel: it is built for
 #   another Python. Only wheels whose distribution is not installed yet get installed,
 #   with --no-deps --no-index.
-# Environment: PYTHON (default python3); GPU_WHEELS; GPU_CHECK_LIMITS="150 100 150 60"
+# The device tool: carry .gpu_shape (and .whl where packages are missing), command
+# `bench/gpu_check.sh /tmp/gpu; tar czf "$OUT/gpu.tgz" -C /tmp gpu` (only 8 files come back).
+# Environment: PYTHON (default python3); GPU_WHEELS; GPU_CHECK_LIMITS="170 110 150 90"
 # (seconds for the four steps); RL_STEP_ARGS (arguments of bench/rl_step.py).
 set -uo pipefail
 
@@ -40,6 +48,7 @@ MODE=gpu
 case "${1:-}" in
   --cpu-smoke) MODE=cpu-smoke; shift ;;
   --download-wheels) MODE=download ;;
+  --prepare-shape) MODE=prepare-shape ;;
   -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
 esac
 
@@ -49,6 +58,22 @@ if [ "$MODE" = download ]; then
     --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 \
     pytest tqdm safetensors tokenizers "numpy<2.4" jinja2 transformers
+fi
+
+SHAPE_DIR="$REPO/.gpu_shape/qwen2.5-coder-0.5b-instruct"
+if [ "$MODE" = prepare-shape ]; then
+  # config.json and the tokenizer of the embedded default (converted into $RFTT_CACHE on
+  # first use): everything rl_step --random-weights reads. Run with the project's Python.
+  mkdir -p "$SHAPE_DIR" && cd "$REPO" && exec "$PY" - "$SHAPE_DIR" <<'EOF'
+import shutil, sys
+from model import DEFAULT_MODEL
+from model.embedded import embedded_model_dir
+assert DEFAULT_MODEL == "qwen2.5-coder-0.5b-instruct", DEFAULT_MODEL  # the folder's name says so
+source = embedded_model_dir(DEFAULT_MODEL)
+for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(source / name, sys.argv[1])
+print(f"{sys.argv[1]}: config and tokenizer of {source}")
+EOF
 fi
 
 OUT="$(mkdir -p "${1:-$REPO/bench/results/gpu}" && cd "${1:-$REPO/bench/results/gpu}" && pwd)"
@@ -175,9 +200,9 @@ record setup ok 0 $((SECONDS - start)) "env.json"
 # Seconds allowed to pytest, kernels, rollout and rl_step; GPU_CHECK_LIMITS overrides them.
 if [ "$MODE" = gpu ]; then
   ROLLOUT_ARGS=(--config qwen2.5-7b --dtype bfloat16)
-  # 7.7 min with setup's seconds. Guesses, not measurements: the 7B shape's random
-  # weights are drawn on the CPU (seeded), which is most of the rollout step.
-  DEFAULT_LIMITS="150 100 150 60"
+  # 8.7 min with setup's seconds: guesses, not measurements. Maxima: the device tool's
+  # calls end at 10 minutes.
+  DEFAULT_LIMITS="170 110 150 90"
 else  # tiny sizes on CPU: proves the plumbing, measures nothing
   ROLLOUT_ARGS=(--config tiny --device cpu --dtype float32 --no-hf --problems 1 --branching 2
                 --depth 1 --step-tokens 4 --prompt-tokens 16)
@@ -207,10 +232,14 @@ run_step rollout_throughput "${LIMITS[2]}" "$PY" bench/rollout_throughput.py --j
   && stdout_json rollout_throughput
 
 if [ -f bench/rl_step.py ] && [ "$MODE" = gpu ]; then
-  # The Qwen2.5 0.5B default must be resolvable offline (its converted directory in
-  # $RFTT_CACHE); RL_STEP_ARGS replaces the arguments if the script wants others.
-  read -r -a RL_ARGS <<< "${RL_STEP_ARGS:---model qwen2.5-coder-0.5b-instruct --json}"
-  run_step rl_step "${LIMITS[3]}" "$PY" bench/rl_step.py "${RL_ARGS[@]}" && stdout_json rl_step
+  # The default's shape with random weights (see the header); RL_STEP_ARGS replaces the
+  # arguments, e.g. "--model DIR --json" on a machine that holds a checkpoint.
+  if [ -n "${RL_STEP_ARGS:-}" ] || [ -f "$SHAPE_DIR/config.json" ]; then
+    read -r -a RL_ARGS <<< "${RL_STEP_ARGS:---model $SHAPE_DIR --random-weights --json}"
+    run_step rl_step "${LIMITS[3]}" "$PY" bench/rl_step.py "${RL_ARGS[@]}" && stdout_json rl_step
+  else
+    record rl_step skipped 0 0 "no $SHAPE_DIR (bench/gpu_check.sh --prepare-shape) and no RL_STEP_ARGS"
+  fi
 elif [ -f bench/rl_step.py ]; then
   record rl_step skipped 0 0 "not run in --cpu-smoke (it loads the 0.5B model)"
 else

@@ -3,6 +3,7 @@
     python bench/rl_step.py                                  # the embedded default (Qwen2.5-Coder-0.5B), fp32
     python bench/rl_step.py --model smollm2-135m-instruct    # the 135M model: ~3 min on 2 CPU cores
     python bench/rl_step.py --json                           # last stdout line: one JSON object
+    python bench/rl_step.py --model DIR --random-weights     # DIR's shape and tokenizer, seeded random weights
 
 The iteration is train/ppo.py's, on P arithmetic problems (the generator's train split,
 seeded), without the optimiser step (which both variants would share):
@@ -48,6 +49,12 @@ seeded), without the optimiser step (which both variants would share):
 3. grad_max_rel_diff: max over parameters of max|g_packed - g_per_path| / max|g_per_path|
    after the one backward each, in fp32 (no autocast here, also on CUDA).
 
+--random-weights: the model directory's config.json and tokenizer, weights drawn at random
+(seeded, model.loading.random_model) instead of read: for a machine that lacks the
+checkpoint (the GPU machine, which cannot install the embedded model's packages). It
+measures cost, not learning: a random policy rarely samples a stop, so steps run to their
+S-token cap and answers are wrong (rewards equal: the seeded advantages below stand in).
+
 CPU threads: the default is one torch thread on CPU, as in bench/rollout_throughput.py
 (its docstring: oversubscribed OpenMP threads wait on each other on a busy small box).
 """
@@ -69,11 +76,13 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 
 import torch  # noqa: E402
 
-from model import DEFAULT_MODEL  # noqa: E402
+from model import DEFAULT_MODEL, ModelConfig, Tokenizer, random_model  # noqa: E402
 from model.cli import positive_int, resolve_device  # noqa: E402
 from model.context import search_path_tokens  # noqa: E402
+from model.loading import resolve_model_dir  # noqa: E402
 from model.tree_packing import pack_paths  # noqa: E402
 from rftt.data import load_problems  # noqa: E402
+from rftt.tokens import add_functional_tokens  # noqa: E402
 from search.engine import Engine  # noqa: E402
 from train.advantages import advantages, kl_estimate  # noqa: E402
 from train.model_io import load_base_model  # noqa: E402
@@ -110,10 +119,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cuda if available, else cpu")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default on CPU: 1, see the module docstring; on CUDA: torch's own)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="the model's config and tokenizer with seeded random weights (timing only)")
     parser.add_argument("--json", action="store_true", help="last stdout line: a JSON object")
     args = parser.parse_args(argv)
     args.device = resolve_device(parser, args.device)
     return args
+
+
+def random_weights_model(name: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, Tokenizer]:
+    """`name`'s shape and tokenizer, seeded random fp32 weights, functional tokens added."""
+    directory = resolve_model_dir(name)
+    config = ModelConfig.from_file(directory / "config.json")
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    tok = Tokenizer.from_dir(directory, eos_token_id=eos)
+    model = random_model(config, seed=derive_seed(seed, "random weights"), device=device).eval()
+    add_functional_tokens(model, tok)
+    return model, tok
 
 
 # --------------------------------------------------------------------- 1. rollouts
@@ -274,7 +296,10 @@ def measure(args: argparse.Namespace) -> dict:
     device = args.device
     start = time.perf_counter()
     t0 = time.perf_counter()
-    policy, tok = load_base_model(args.model, device, args.seed)  # fp32, functional tokens added
+    if args.random_weights:
+        policy, tok = random_weights_model(args.model, device, args.seed)
+    else:
+        policy, tok = load_base_model(args.model, device, args.seed)  # fp32, functional tokens added
     policy = policy.to(device)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     load_s = time.perf_counter() - t0
@@ -350,7 +375,7 @@ def measure(args: argparse.Namespace) -> dict:
     rate = lambda tokens, seconds: tokens / max(seconds, 1e-9)  # noqa: E731
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "model": str(args.model),
+        "model": str(args.model) + (" (random weights)" if args.random_weights else ""),
         "dtype": "float32",
         "threads": torch.get_num_threads(),
         "settings": dict(problems=args.problems, rollouts=args.rollouts, depth=args.depth,

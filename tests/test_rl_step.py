@@ -23,3 +23,18 @@ def test_json_report_and_packed_equals_per_path(capsys):
     assert report["tokens_computed_packed"] < report["tokens_computed_per_path"]
     assert report["grad_max_rel_diff"] <= 1e-5 and report["loss_rel_diff"] <= 1e-5
     assert report["old_logprob_max_abs_diff"] <= 1e-5
+
+
+def test_random_weights_need_only_config_and_tokenizer(tmp_path, capsys):
+    """--random-weights: a directory without weight files runs, labelled as such; the
+    packed and per-path variants still agree on its samples."""
+    from tests.tiny_models import write_checkpoint
+
+    write_checkpoint(tmp_path, "qwen2", seed=3)
+    for weights in tmp_path.glob("*.safetensors"):
+        weights.unlink()
+    args = [str(tmp_path) if a == "tiny" else a for a in TINY] + ["--random-weights"]
+    report = rl_step.main(args)
+    assert report["model"] == f"{tmp_path} (random weights)"
+    assert report["rollout_samples_batched"] == report["train_samples"] > 0
+    assert report["grad_max_rel_diff"] <= 1e-5 and report["loss_rel_diff"] <= 1e-5
