@@ -10,8 +10,8 @@ the same run (a large device-to-device copy, bytes read + written). A decode ste
 bandwidth-bound, so "% of copy" is how close a kernel is to the physical limit.
 
 Workloads: decode of 64 sequences x 2k tokens; the tree workload the search produces,
-8/32/128 branches sharing a 1k or 4k prefix with 128-512 private tokens each, cascade
-vs tree_decode on the same tree; a prefill-sized extend; the colleague kernels
+8/32/128 branches sharing a 1k or 4k prefix and 64 sharing 2k, with 128-512 private
+tokens each, cascade vs tree_decode on the same tree; a prefill-sized extend; the colleague kernels
 (store_kv, rms_norm, rope, fused_logprobs, skipped with a note if missing). Head
 configurations of Llama-3-8B (32 q / 8 kv heads) and Qwen2.5-7B (28 / 4), D = 128,
 random data.
@@ -151,7 +151,7 @@ def tree_workload(num_branches, prefix_len, gen):
 
 def tree_rows(quick: bool) -> list[Row]:
     if ON_CUDA:
-        shapes = [(b, p) for p in (1024, 4096) for b in (8, 32, 128)]
+        shapes = [(b, p) for p in (1024, 4096) for b in (8, 32, 128)] + [(64, 2048)]  # the last: the 3x target's tree
         heads = HEAD_CONFIGS if not quick else {"llama3-8b": HEAD_CONFIGS["llama3-8b"]}
     else:
         shapes, heads = [(8, 1024), (32, 1024)], {"llama3-8b": HEAD_CONFIGS["llama3-8b"]}

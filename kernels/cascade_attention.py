@@ -94,13 +94,17 @@ def queries_per_tile(group: int, tile_rows: int = QUERY_TILE_ROWS) -> tuple[int,
 def cascade_launch_settings(group: int, head_dim: int, dtype: torch.dtype,
                             device: torch.device) -> dict:
     """Constexprs and launch options of `_cascade_partial_kernel` for q of this dtype on
-    this device type (the ahead-of-time compile test builds the same launches from it)."""
+    this device type (the ahead-of-time compile test builds the same launches from it).
+    16-bit: 4 warps and 3 stages, the best geometric mean over six trees in
+    bench/attention_sweep.py on an H200 (bf16, D = 128; 64-row tiles and 64-key blocks
+    kept); exact fp32: 2 stages, not timed."""
+    exact = exact_fp32_tiles(dtype, device)
     per_tile, group_pad = queries_per_tile(group, query_tile_rows(dtype, device))
-    block_n = FP32_KV_BLOCK if exact_fp32_tiles(dtype, device) else kv_block_size(head_dim, device)
+    block_n = FP32_KV_BLOCK if exact else kv_block_size(head_dim, device)
     return dict(GROUP=group, GROUP_PAD=group_pad, QUERIES_PER_TILE=per_tile,
                 HEAD_DIM=head_dim, BLOCK_N=block_n,
                 COMPUTE_DTYPE=compute_dtype(dtype, device),
-                num_warps=kv_loop_num_warps(head_dim), num_stages=2)
+                num_warps=kv_loop_num_warps(head_dim, dtype, device), num_stages=2 if exact else 3)
 
 
 def node_chunk_lengths(meta: CascadeMetadata, per_tile: int, group: int, num_kv_heads: int,

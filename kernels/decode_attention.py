@@ -99,21 +99,30 @@ def exact_fp32_tiles(dtype: torch.dtype, device: torch.device) -> bool:
     return device.type == "cuda" and dtype == torch.float32
 
 
-def kv_loop_num_warps(head_dim: int) -> int:
-    """Warps for the decode and cascade programs. Chosen from ptxas's register report
-    for sm_90 (no GPU timing yet): with head_dim 128 and 4 warps the gathered K/V tiles
-    spill at 255 registers; 8 warps fit in ~185 with no spill."""
-    return 4 if head_dim <= 64 else 8
+def kv_loop_num_warps(head_dim: int, dtype: torch.dtype, device: torch.device) -> int:
+    """Warps for the decode and cascade programs.
+
+    16-bit: 4, measured (bench/attention_sweep.py on an H200, bf16, D = 128; bench/
+    RESULTS.md). Fewer warps a program let more programs share an SM, so more gathered
+    K/V rows are in flight: decode of 64 x 2k tokens went from 56 % to 89 % of copy
+    bandwidth (Llama-3-8B heads) and from 53 % to 77 % (Qwen2.5-7B), the cascade's
+    geometric mean over six trees improved too.
+    Exact fp32 (FMA dots, whole rows a thread): from ptxas's register report, not timed;
+    at head_dim 128 4 warps spilled, 8 fit."""
+    if exact_fp32_tiles(dtype, device):
+        return 4 if head_dim <= 64 else 8
+    return 4
 
 
 def decode_launch_settings(group: int, head_dim: int, dtype: torch.dtype,
                            device: torch.device) -> dict:
     """Constexprs and launch options of `_decode_partial_kernel` for q of this dtype on
-    this device type (the ahead-of-time compile test builds the same launches from it)."""
+    this device type (the ahead-of-time compile test builds the same launches from it).
+    Two pipeline stages: 2, 3 and 4 timed within 1 % of each other on the H200."""
     return dict(GROUP=group, ROWS=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
                 BLOCK_N=kv_block_size(head_dim, device),
                 COMPUTE_DTYPE=compute_dtype(dtype, device),
-                num_warps=kv_loop_num_warps(head_dim), num_stages=2)
+                num_warps=kv_loop_num_warps(head_dim, dtype, device), num_stages=2)
 
 
 def merge_launch_settings(head_dim: int) -> dict:
