@@ -103,10 +103,10 @@ def kv_loop_num_warps(head_dim: int, dtype: torch.dtype, device: torch.device) -
     """Warps for the decode and cascade programs.
 
     16-bit: 4, measured (bench/attention_sweep.py on an H200, bf16, D = 128; bench/
-    RESULTS.md). Fewer warps a program let more programs share an SM, so more gathered
-    K/V rows are in flight: decode of 64 x 2k tokens went from 56 % to 89 % of copy
-    bandwidth (Llama-3-8B heads) and from 53 % to 77 % (Qwen2.5-7B), the cascade's
-    geometric mean over six trees improved too.
+    RESULTS.md): decode of 64 x 2k tokens went from 56 % to 89 % of copy bandwidth
+    (Llama-3-8B heads) and from 53 % to 77 % (Qwen2.5-7B); the cascade's geometric mean
+    over six trees improved too. Likely why (not profiled): fewer warps a program let
+    more programs share an SM, so more gathered K/V rows are in flight.
     Exact fp32 (FMA dots, whole rows a thread): from ptxas's register report, not timed;
     at head_dim 128 4 warps spilled, 8 fit."""
     if exact_fp32_tiles(dtype, device):
