@@ -25,8 +25,10 @@ more of those for backward. The memory is all in the vocabulary axis, so:
    PPO objective after the forward, so backward must recompute — one extra matmul per
    chunk, 4 instead of the naive 3.)
 
-Peak extra memory is one `[C, V]` chunk in the model dtype, plus a weight-sized fp32
-accumulator for the weight gradient when there is more than one chunk — independent of N.
+Peak extra memory is one `[C, V]` chunk in the model dtype plus, when there is more than
+one chunk, the weight gradient's fp32 sum (the LM head's size; kept in vocabulary slices,
+so it never lives beside a whole `[V, H]` product or the whole 16-bit result) —
+independent of N.
 The driver loop (the autograd.Function) is shared with the pure-PyTorch CPU path in
 `ops_reference.py`; only the two per-chunk steps differ.
 

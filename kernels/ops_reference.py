@@ -195,6 +195,14 @@ def resolve_chunk_rows(chunk_rows: int | None, n_tokens: int, vocab: int, bytes_
     return chunk_rows
 
 
+WEIGHT_GRAD_SLICES = 8  # vocabulary slices of the weight gradient's fp32 sum (see backward)
+
+
+def _vocab_slices(vocab: int) -> list[slice]:
+    step = -(-vocab // WEIGHT_GRAD_SLICES)
+    return [slice(start, min(start + step, vocab)) for start in range(0, vocab, step)]
+
+
 class ChunkedLinearLogprobs(torch.autograd.Function):
     """logprobs and entropy of softmax(hidden @ weight.T / T), chunk by chunk over tokens.
 
@@ -221,23 +229,39 @@ class ChunkedLinearLogprobs(torch.autograd.Function):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = hidden.new_empty(hidden.shape) if want_hidden else None
-        grad_weight = None  # [V, H]; becomes fp32 once a second chunk adds to it (see below)
         grad_logprobs, grad_entropy = grad_logprobs.float(), grad_entropy.float()
-        for start in range(0, hidden.shape[0], ctx.chunk_rows):
-            rows = slice(start, start + ctx.chunk_rows)
+        chunks = [slice(start, start + ctx.chunk_rows) for start in range(0, hidden.shape[0], ctx.chunk_rows)]
+        # The weight gradient sums one [V, H] product per chunk. Summing in the model dtype
+        # would round the running sum once per chunk, so several chunks sum in fp32 -- in
+        # vocabulary slices, each product written straight into its slice's sum and each
+        # sum cast on its own at the end: the fp32 sums never live beside a whole [V, H]
+        # product or the whole result (bf16, V 152k x H 3584: 2.0 GiB of sums, where a
+        # whole fp32 sum beside a bf16 product and the bf16 result would be 4.1 GiB).
+        vocab_slices = _vocab_slices(weight.shape[0]) if want_weight and len(chunks) > 1 else None
+        sums, grad_weight = None, None
+        if vocab_slices and weight.dtype == torch.float32:  # the sum is the result: views of it
+            grad_weight = weight.new_zeros(weight.shape)
+            sums = [grad_weight[vs] for vs in vocab_slices]
+        elif vocab_slices:
+            sums = [weight.new_zeros(vs.stop - vs.start, weight.shape[1], dtype=torch.float32) for vs in vocab_slices]
+        for rows in chunks:
             logits = hidden[rows] @ weight.T  # [C, V]: recomputed, not saved
             grad_logits = ctx.chunk_grad(
                 logits, targets[rows], ctx.temperature, lse[rows], entropy[rows], grad_logprobs[rows], grad_entropy[rows]
             )
             if want_hidden:
                 torch.mm(grad_logits, weight, out=grad_hidden[rows])  # [C, H]
-            if want_weight:
-                contribution = grad_logits.T @ hidden[rows]  # [V, H]
-                # Summing many chunks in bf16 would round the running sum once per chunk;
-                # an fp32 accumulator (the LM head's size, not N·V) keeps one rounding.
-                grad_weight = contribution if grad_weight is None else grad_weight.float().add_(contribution)
-        if grad_weight is not None:
-            grad_weight = grad_weight.to(weight.dtype)
+            if want_weight and sums is None:
+                grad_weight = grad_logits.T @ hidden[rows]  # [V, H]: the one chunk's product is the sum
+            elif want_weight:
+                for part, vs in zip(sums, vocab_slices):
+                    part.add_(grad_logits[:, vs].T @ hidden[rows])  # [V/S, H], model dtype, summed in fp32
+            del logits, grad_logits
+        if sums is not None and weight.dtype != torch.float32:
+            parts = []
+            while sums:  # cast slice by slice, dropping each fp32 sum as soon as it is cast
+                parts.append(sums.pop(0).to(weight.dtype))
+            grad_weight = torch.cat(parts)
         return grad_hidden, grad_weight, None, None, None, None, None
 
 

@@ -12,8 +12,11 @@ rounds twice (RMSNorm) — hence rtol 1.6e-2 for bf16.
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
+from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels.fused_logprobs import chunk_grad_triton, chunk_stats_triton, fused_logprobs
@@ -360,6 +363,52 @@ def test_chunked_logprobs_never_build_n_by_v_tensors(monkeypatch, backend):
         _values_and_grads(fused_logprobs, h, w, targets, 0.7, g_lp, g_ent, chunk_rows=chunk_rows)
     # One fp32 chunk of logits or one weight-sized gradient, whichever is larger; never N·V.
     assert chunked.bytes <= max(chunk_rows * vocab, vocab * hidden) * 4 < n_tokens * vocab * 4
+
+
+class LiveBytes(TorchDispatchMode):
+    """Peak bytes of CPU storage alive at once among the tensors ops produce while the mode
+    is on: a CPU stand-in for torch.cuda.max_memory_allocated. A storage counts from the
+    op that creates it until it is freed; views allocate nothing (and a view of an input
+    made before the mode must not count as new memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.now, self.peak = {}, 0, 0
+
+    def _freed(self, key):
+        self.now -= self.live.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in pytree.tree_leaves((args, kwargs))
+                  if isinstance(a, torch.Tensor)}
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if key and key not in self.live and key not in inputs:  # not a view of an input
+                    self.live[key] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(storage, self._freed, key)
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_weight_gradient_sum_never_lives_beside_a_whole_product(dtype):
+    """Several chunks: the weight gradient is summed in fp32, in vocabulary slices. The
+    whole fp32 sum must never live beside a whole [V, H] product (fp32 weights) or the
+    whole 16-bit result (bf16), which is what summing whole products cost: for bf16 at
+    the LM head of a 7B model, 4.1 GiB instead of 2.0."""
+    n_tokens, hidden, vocab, chunk_rows = 16, 64, 512, 2  # 8 chunks; V x H dominates a chunk
+    h, w, targets, g_lp, g_ent = _logprob_inputs(n_tokens, hidden, vocab, dtype, seed=12)
+    fp32_sum = vocab * hidden * 4
+    with LiveBytes() as live:
+        got = _values_and_grads(fused_logprobs, h, w, targets, 0.7, g_lp, g_ent, chunk_rows=chunk_rows)
+    assert live.peak >= fp32_sum  # the instrument sees the sum
+    assert live.peak < fp32_sum + vocab * hidden * 2  # ... and never a second [V, H] beside it
+    expected = _values_and_grads(fused_logprobs_naive, h, w, targets, 0.7, g_lp, g_ent)
+    assert_close_to_scale(got[3], expected[3], 2e-2 if dtype == torch.bfloat16 else 1e-5)
 
 
 @pytest.mark.parametrize("backend, bytes_per_logit", [("reference", 4 + ops_reference._REFERENCE_BYTES_PER_LOGIT), ("triton", 4)])
