@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check for an H100/H200 that finishes within 8 minutes:
+# One GPU check for an H100/H200 (2026-12-04 on an H200: 173 s for the first four steps):
 #
 #   bench/gpu_check.sh [OUT_DIR]              OUT_DIR defaults to bench/results/gpu/
 #   bench/gpu_check.sh --cpu-smoke [OUT_DIR]  the same plumbing on CPU at tiny sizes
@@ -13,12 +13,21 @@
 #   kernels             python bench/kernels.py --json (time, bytes, % of copy bandwidth)
 #   rollout_throughput  python bench/rollout_throughput.py --config qwen2.5-7b --dtype
 #                       bfloat16 --json (random weights of the paper's Qwen shape)
+#   rollout_flat        the same with --no-cascade --no-hf: the engine's decode on flat
+#                       slot lists, to choose the engine's default on a GPU (the cascade
+#                       kernel lost to tree_decode on some trees)
+#   attention_sweep     python bench/attention_sweep.py --json: launch settings of decode
+#                       and cascade attention timed on this GPU
 #   rl_step             python bench/rl_step.py on the Qwen2.5 0.5B default's shape and
 #                       tokenizer with seeded random weights (--random-weights): the GPU
 #                       machine cannot install the model's packages and the device tool's
 #                       64 MiB carry cannot hold its weights, but .gpu_shape/ (11.5 MB, from
 #                       --prepare-shape) travels. Skipped with a message when it is missing
 #                       and RL_STEP_ARGS is unset.
+#   trainers            python -m train.sft, then python -m train.ppo, --preset tiny on a
+#                       2-layer random model with the default's tokenizer (from
+#                       .gpu_shape/): the trainers end to end on the GPU; run directories
+#                       in a temporary folder, their summary.json files copied to OUT_DIR
 # plus env.json (versions, GPU, commit) and summary.json (status, exit code and seconds of
 # every step). The script exits non-zero if any step failed or timed out.
 #
@@ -36,9 +45,12 @@
 #   another Python. Only wheels whose distribution is not installed yet get installed,
 #   with --no-deps --no-index.
 # The device tool: carry .gpu_shape (and .whl where packages are missing), command
-# `bench/gpu_check.sh /tmp/gpu; tar czf "$OUT/gpu.tgz" -C /tmp gpu` (only 8 files come back).
-# Environment: PYTHON (default python3); GPU_WHEELS; GPU_CHECK_LIMITS="170 110 150 90"
-# (seconds for the four steps); RL_STEP_ARGS (arguments of bench/rl_step.py).
+# `timeout 560 bench/gpu_check.sh /tmp/gpu; tar czf "$OUT/gpu.tgz" -C /tmp gpu` (only 8
+# files come back, and a call ends at 10 minutes: the steps' limits add up to more than
+# that, their expected times to about 6 minutes).
+# Environment: PYTHON (default python3); GPU_WHEELS; GPU_CHECK_LIMITS="170 110 90 90 90 170
+# 150" (seconds for the seven steps, in the order above); RL_STEP_ARGS (arguments of
+# bench/rl_step.py).
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -197,16 +209,18 @@ fi
 record setup ok 0 $((SECONDS - start)) "env.json"
 
 # ---------------------------------------------------------------------- steps
-# Seconds allowed to pytest, kernels, rollout and rl_step; GPU_CHECK_LIMITS overrides them.
+# Seconds allowed to each step; GPU_CHECK_LIMITS overrides them. Maxima, about twice what
+# the H200 took (pytest 96 s, kernels 9, rollout 23, rl_step 31, the sweep 95 as its own
+# call); rollout_flat and trainers not timed there yet.
 if [ "$MODE" = gpu ]; then
   ROLLOUT_ARGS=(--config qwen2.5-7b --dtype bfloat16)
-  # 8.7 min with setup's seconds: guesses, not measurements. Maxima: the device tool's
-  # calls end at 10 minutes.
-  DEFAULT_LIMITS="170 110 150 90"
+  DEVICE=cuda
+  DEFAULT_LIMITS="170 110 90 90 90 170 150"
 else  # tiny sizes on CPU: proves the plumbing, measures nothing
   ROLLOUT_ARGS=(--config tiny --device cpu --dtype float32 --no-hf --problems 1 --branching 2
                 --depth 1 --step-tokens 4 --prompt-tokens 16)
-  DEFAULT_LIMITS="120 240 120 60"
+  DEVICE=cpu
+  DEFAULT_LIMITS="120 240 120 120 60 120 300"
 fi
 read -r -a LIMITS <<< "${GPU_CHECK_LIMITS:-$DEFAULT_LIMITS}"
 
@@ -230,13 +244,15 @@ run_step kernels "${LIMITS[1]}" "$PY" bench/kernels.py --json && stdout_json ker
 
 run_step rollout_throughput "${LIMITS[2]}" "$PY" bench/rollout_throughput.py --json "${ROLLOUT_ARGS[@]}" \
   && stdout_json rollout_throughput
+run_step rollout_flat "${LIMITS[3]}" "$PY" bench/rollout_throughput.py --json --no-cascade --no-hf \
+  "${ROLLOUT_ARGS[@]}" && stdout_json rollout_flat
 
 if [ -f bench/rl_step.py ] && [ "$MODE" = gpu ]; then
   # The default's shape with random weights (see the header); RL_STEP_ARGS replaces the
   # arguments, e.g. "--model DIR --json" on a machine that holds a checkpoint.
   if [ -n "${RL_STEP_ARGS:-}" ] || [ -f "$SHAPE_DIR/config.json" ]; then
     read -r -a RL_ARGS <<< "${RL_STEP_ARGS:---model $SHAPE_DIR --random-weights --json}"
-    run_step rl_step "${LIMITS[3]}" "$PY" bench/rl_step.py "${RL_ARGS[@]}" && stdout_json rl_step
+    run_step rl_step "${LIMITS[4]}" "$PY" bench/rl_step.py "${RL_ARGS[@]}" && stdout_json rl_step
   else
     record rl_step skipped 0 0 "no $SHAPE_DIR (bench/gpu_check.sh --prepare-shape) and no RL_STEP_ARGS"
   fi
@@ -244,6 +260,42 @@ elif [ -f bench/rl_step.py ]; then
   record rl_step skipped 0 0 "not run in --cpu-smoke (it loads the 0.5B model)"
 else
   record rl_step skipped 0 0 "bench/rl_step.py does not exist yet"
+fi
+
+# The sweep stops starting new settings 50 s before its limit. On CPU it runs tiny shapes
+# through Triton's interpreter.
+if [ "$MODE" = gpu ]; then
+  run_step attention_sweep "${LIMITS[5]}" "$PY" bench/attention_sweep.py --json \
+    --budget-s "$((LIMITS[5] - 50))" && stdout_json attention_sweep
+else
+  run_step attention_sweep "${LIMITS[5]}" env RFTT_KERNELS=triton TRITON_INTERPRET=1 \
+    "$PY" bench/attention_sweep.py --json && stdout_json attention_sweep
+fi
+
+if [ -f "$SHAPE_DIR/config.json" ]; then
+  RUNS="$(mktemp -d)"  # checkpoints and exports: too large to bring back
+  run_step trainers "${LIMITS[6]}" bash -c '
+    set -e
+    "$1" - "$2" "$3/tiny" <<\EOF
+import sys
+from model import ModelConfig, Tokenizer, random_model, save_pretrained
+from train.model_io import TINY_SHAPE
+shape, out = sys.argv[1], sys.argv[2]
+eos = ModelConfig.from_file(f"{shape}/config.json").eos_token_id
+tok = Tokenizer.from_dir(shape, eos_token_id=eos[0] if isinstance(eos, list) else eos)
+config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
+                                    eos_token_id=tok.eos_token_id))
+save_pretrained(random_model(config, seed=0), tok, out)
+EOF
+    "$1" -m train.sft --preset tiny --model "$3/tiny" --out "$3/sft" --device "$4"
+    "$1" -m train.ppo --preset tiny --model "$3/sft/final" --out "$3/ppo" --device "$4"
+  ' trainers "$PY" "$SHAPE_DIR" "$RUNS" "$DEVICE"
+  for stage in sft ppo; do
+    [ -f "$RUNS/$stage/summary.json" ] && cp "$RUNS/$stage/summary.json" "$OUT/trainers_$stage.json"
+  done
+  rm -rf "$RUNS"
+else
+  record trainers skipped 0 0 "no $SHAPE_DIR (bench/gpu_check.sh --prepare-shape)"
 fi
 
 finish $FAILED
