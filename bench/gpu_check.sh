@@ -278,11 +278,12 @@ if [ -f "$SHAPE_DIR/config.json" ]; then
     set -e
     "$1" - "$2" "$3/tiny" <<\EOF
 import sys
-from model import ModelConfig, Tokenizer, random_model, save_pretrained
+from pathlib import Path
+from model import ModelConfig, random_model, save_pretrained
+from model.loading import load_config_and_tokenizer
 from train.model_io import TINY_SHAPE
-shape, out = sys.argv[1], sys.argv[2]
-eos = ModelConfig.from_file(f"{shape}/config.json").eos_token_id
-tok = Tokenizer.from_dir(shape, eos_token_id=eos[0] if isinstance(eos, list) else eos)
+_, tok = load_config_and_tokenizer(Path(sys.argv[1]))
+out = sys.argv[2]
 config = ModelConfig.from_dict(dict(TINY_SHAPE, architectures=["LlamaForCausalLM"], vocab_size=len(tok),
                                     eos_token_id=tok.eos_token_id))
 save_pretrained(random_model(config, seed=0), tok, out)

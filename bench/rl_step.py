@@ -76,10 +76,10 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 
 import torch  # noqa: E402
 
-from model import DEFAULT_MODEL, ModelConfig, Tokenizer, random_model  # noqa: E402
+from model import DEFAULT_MODEL, Tokenizer, random_model  # noqa: E402
 from model.cli import positive_int, resolve_device  # noqa: E402
 from model.context import search_path_tokens  # noqa: E402
-from model.loading import resolve_model_dir  # noqa: E402
+from model.loading import load_config_and_tokenizer, resolve_model_dir  # noqa: E402
 from model.tree_packing import pack_paths  # noqa: E402
 from rftt.data import load_problems  # noqa: E402
 from rftt.tokens import add_functional_tokens  # noqa: E402
@@ -129,10 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def random_weights_model(name: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, Tokenizer]:
     """`name`'s shape and tokenizer, seeded random fp32 weights, functional tokens added."""
-    directory = resolve_model_dir(name)
-    config = ModelConfig.from_file(directory / "config.json")
-    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
-    tok = Tokenizer.from_dir(directory, eos_token_id=eos)
+    config, tok = load_config_and_tokenizer(resolve_model_dir(name))
     model = random_model(config, seed=derive_seed(seed, "random weights"), device=device).eval()
     add_functional_tokens(model, tok)
     return model, tok

@@ -63,13 +63,19 @@ def load_model(
 ) -> tuple[Transformer, Tokenizer]:
     """Loads a Hugging Face directory or the embedded default; returns (model, tokenizer)."""
     directory = resolve_model_dir(name_or_path)
-    config = ModelConfig.from_file(directory / "config.json")
+    config, tokenizer = load_config_and_tokenizer(directory)
     model = build_model(config, dtype, device)
     load_weights(model, directory)
     model.eval()
-    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
-    tokenizer = Tokenizer.from_dir(directory, eos_token_id=eos)
     return model, tokenizer
+
+
+def load_config_and_tokenizer(directory: Path) -> tuple[ModelConfig, Tokenizer]:
+    """A model directory's config.json and tokenizer, without its weights (the tokenizer's
+    EOS is the config's, the first where it lists several)."""
+    config = ModelConfig.from_file(directory / "config.json")
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    return config, Tokenizer.from_dir(directory, eos_token_id=eos)
 
 
 def save_pretrained(model: Transformer, tokenizer: Tokenizer, path: str | Path, dtype: torch.dtype | None = None) -> Path:
